@@ -1,0 +1,27 @@
+"""The `rnnlab` command line: parses argv and hands each subcommand to its module.
+
+Nothing imports this package; it is the top of the house and may import everything below.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+# Each command module has `add_parser(subparsers)` and `run(args) -> int`.
+COMMANDS: tuple = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rnnlab", description="Recurrent neural networks from their equations."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
