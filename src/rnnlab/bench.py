@@ -1,0 +1,154 @@
+"""Timing of rnnlab's RNN against torch.nn.RNN, the way nanoGPT's bench.py times a step.
+
+Every contender gets the same weights and the same input; the contenders run interleaved,
+round after round in rotating order, so that noise from the machine hits all of them alike;
+each figure is the median over rounds of the mean time per iteration in that round. Nothing
+here asserts a speed: it measures and prints.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from rnnlab.nn import RNN
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One benchmark shape: batch B, steps T, input size I, hidden size H, layers L."""
+
+    name: str
+    batch: int
+    steps: int
+    input_size: int
+    hidden_size: int
+    layers: int
+
+    def flops(self, backward: bool) -> float:
+        """Multiply-adds x 2 of the matmuls: input projections and recurrences of every layer.
+        The backward pass does twice the forward's (input and weight gradients)."""
+        rows, h = self.batch * self.steps, self.hidden_size
+        forward = sum(2 * rows * h * (self.input_size if k == 0 else h) for k in range(self.layers))
+        forward += self.layers * 2 * rows * h * h
+        return forward * (3 if backward else 1)
+
+
+SHAPES = (
+    Shape("mnist-rows", batch=64, steps=28, input_size=28, hidden_size=128, layers=3),
+    Shape("wide", batch=128, steps=28, input_size=28, hidden_size=256, layers=1),
+    Shape("pixel-mnist", batch=16, steps=784, input_size=1, hidden_size=128, layers=1),
+    Shape("online", batch=1, steps=100, input_size=32, hidden_size=64, layers=2),
+)
+
+CONTENDERS = ("torch", "rnnlab-reference", "rnnlab")
+
+
+def build_contenders(shape: Shape, seed: int = 0) -> dict[str, nn.Module]:
+    """torch.nn.RNN and rnnlab's two implementations, all with the same weights."""
+    torch.manual_seed(seed)
+    reference = nn.RNN(shape.input_size, shape.hidden_size, shape.layers)
+    modules = {
+        "torch": reference,
+        "rnnlab-reference": RNN(
+            shape.input_size, shape.hidden_size, shape.layers, impl="reference"
+        ),
+        "rnnlab": RNN(shape.input_size, shape.hidden_size, shape.layers),
+    }
+    for module in modules.values():
+        module.load_state_dict(reference.state_dict())
+    return modules
+
+
+def step_function(module: nn.Module, x: torch.Tensor, backward: bool) -> Callable[[], None]:
+    """One iteration: forward under no_grad, or forward and backward of a loss on output and h_n."""
+
+    def forward_only() -> None:
+        with torch.no_grad():
+            module(x)
+
+    def forward_backward() -> None:
+        output, h_n = module(x)  # (T, B, H), (L, B, H)
+        (output.sum() + h_n.sum()).backward()
+
+    return forward_backward if backward else forward_only
+
+
+def time_interleaved(
+    steps: dict[str, Callable[[], None]], rounds: int, min_seconds: float
+) -> dict[str, float]:
+    """Median over `rounds` of each step's mean seconds per call, contenders interleaved."""
+    per_round = {}
+    for name, step in steps.items():  # warm up, and size a round to about min_seconds
+        step()
+        start = time.perf_counter()
+        step()
+        per_round[name] = max(1, int(min_seconds / max(time.perf_counter() - start, 1e-9)))
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    names = list(steps)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            n = per_round[name]
+            start = time.perf_counter()
+            for _ in range(n):
+                steps[name]()
+            samples[name].append((time.perf_counter() - start) / n)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def matmul_gflops(size: int = 1024, seconds: float = 0.5) -> float:
+    """The machine's large-matmul rate, float32, at the current thread count."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        calls += 1
+    return 2 * size**3 * calls / (time.perf_counter() - start) / 1e9
+
+
+def run_benchmark(
+    shapes=SHAPES, rounds: int = 7, min_seconds: float = 0.1, log=print
+) -> list[dict[str, object]]:
+    """Time every contender at every shape, forward and forward+backward; return the rows
+    and print them as a table through `log`."""
+    peak = matmul_gflops()
+    log(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"large-matmul peak {peak:.1f} GFLOP/s (float32, 1024x1024)"
+    )
+    header = (
+        f"{'shape':<12} {'pass':<8} {'torch ms':>9} {'ref ms':>9} {'rnnlab ms':>10} "
+        f"{'vs torch':>9} {'GFLOP/s':>8} {'of peak':>8}"
+    )
+    log(header)
+    log("-" * len(header))
+    rows = []
+    for shape in shapes:
+        modules = build_contenders(shape)
+        x = torch.randn(shape.steps, shape.batch, shape.input_size)  # (T, B, I)
+        for backward in (False, True):
+            steps = {name: step_function(m, x, backward) for name, m in modules.items()}
+            seconds = time_interleaved(steps, rounds, min_seconds)
+            gflops = shape.flops(backward) / seconds["rnnlab"] / 1e9
+            row = {
+                "shape": shape.name,
+                "pass": "fwd+bwd" if backward else "fwd",
+                **{f"{name} ms": seconds[name] * 1e3 for name in CONTENDERS},
+                "ratio": seconds["rnnlab"] / seconds["torch"],
+                "gflops": gflops,
+                "share_of_peak": gflops / peak,
+            }
+            rows.append(row)
+            log(
+                f"{shape.name:<12} {row['pass']:<8} {row['torch ms']:>9.2f} "
+                f"{row['rnnlab-reference ms']:>9.2f} {row['rnnlab ms']:>10.2f} "
+                f"{row['ratio']:>8.2f}x {gflops:>8.1f} {gflops / peak:>7.0%}"
+            )
+    return rows

@@ -1,0 +1,61 @@
+"""`rnnlab bench`: time rnnlab's RNN against torch.nn.RNN and print the table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from rnnlab.bench import SHAPES, Shape, run_benchmark
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="time rnnlab.RNN (fast and reference paths) against torch.nn.RNN",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=torch.get_num_threads(),
+        help="torch threads, pinned for the whole run",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=7,
+        help="interleaved rounds per measurement; the median is reported",
+    )
+    parser.add_argument(
+        "--shape",
+        action="append",
+        choices=[s.name for s in SHAPES],
+        help="run only these shapes (repeatable); default: all",
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the rows to this JSON file")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="tiny shapes and one round: checks the command, measures nothing",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads < 1:
+        raise SystemExit(f"rnnlab bench: --threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    shapes = [s for s in SHAPES if not args.shape or s.name in args.shape]
+    if args.dry_run:
+        shapes = [Shape("dry-run", batch=2, steps=3, input_size=4, hidden_size=5, layers=2)]
+        rows = run_benchmark(shapes, rounds=1, min_seconds=0.0)
+    else:
+        rows = run_benchmark(shapes, rounds=args.rounds)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {"threads": args.threads, "torch": torch.__version__, "rows": rows}, f, indent=2
+            )
+    return 0
