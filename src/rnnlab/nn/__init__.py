@@ -1,4 +1,4 @@
-"""rnnlab.nn: the RNN cell and the multi-layer RNN, built from their equations. Imports only torch."""
+"""rnnlab.nn: the RNN cell and the multi-layer RNN, from their equations. Imports only torch."""
 
 from rnnlab.nn import init
 from rnnlab.nn.cell import RNNCell, rnn_cell

@@ -44,14 +44,14 @@ class FusedRNNLayer(torch.autograd.Function):
             # one addmm and one sigmoid per step; h = 2 s - 1 once for all steps at the end.
             shift = -weight_hh.sum(1) if bias is None else bias - weight_hh.sum(1)  # (H,)
             out = torch.addmm(shift, x, weight_ih.t(), beta=2, alpha=2)  # (N, H)
-            w_rec = weight_hh.t() * 4  # (H, H)
+            w_rec = (weight_hh * 4).t().contiguous()  # (H, H)
             start = (h0 + 1) / 2  # (B, H): s at the start
             act_ = torch.sigmoid_
         else:
             out = (
                 torch.mm(x, weight_ih.t()) if bias is None else torch.addmm(bias, x, weight_ih.t())
             )
-            w_rec, start, act_ = weight_hh.t(), h0, torch.relu_  # (H, H), (B, H)
+            w_rec, start, act_ = weight_hh.t().contiguous(), h0, torch.relu_  # (H, H), (B, H)
         steps = out.split(batch_sizes)  # T views (b_t, H) of one buffer, written in place
         order = _visit_order(len(batch_sizes), reverse)
         prev, prev_rows = None, 0
@@ -111,11 +111,7 @@ class FusedRNNLayer(torch.autograd.Function):
         need = ctx.needs_input_grad
         dx = dz @ weight_ih if need[0] else None  # (N, I)
         dw_ih = dz.t() @ x if need[2] else None  # (H, I)
-        if need[3]:
-            h_prev = _previous_hidden(out.split(batch_sizes), h0, order, batch_sizes)  # (N, H)
-            dw_hh = dz.t() @ h_prev  # (H, H)
-        else:
-            dw_hh = None
+        dw_hh = _recurrent_weight_grad(dz, out, h0, order, batch_sizes) if need[3] else None
         db = dz.sum(0) if ctx.has_bias and (need[4] or need[5]) else None  # (H,)
         return dx, dh0 if need[1] else None, dw_ih, dw_hh, db, db, None, None, None
 
@@ -133,6 +129,18 @@ def _final_hidden(h_steps: tuple[Tensor, ...], order: list[int], batch_sizes: li
             pieces.append(h_steps[t][seen : batch_sizes[t]])
             seen = batch_sizes[t]
     return torch.cat(pieces) if len(pieces) > 1 else pieces[0].clone()
+
+
+def _recurrent_weight_grad(dz, out, h0, order: list[int], batch_sizes: list[int]) -> Tensor:
+    """dW_hh = dZ^T H_prev (H, H), where H_prev holds each row's previous hidden state."""
+    batch = batch_sizes[0]
+    if batch_sizes[-1] == batch:  # every step holds the whole batch: no copy of H_prev needed
+        if order[0] == 0:  # forward: step 0 starts from h0, step t from step t - 1
+            return torch.addmm(dz[:batch].t() @ h0, dz[batch:].t(), out[:-batch])  # (H, H)
+        # reverse: the last step starts from h0, step t from step t + 1
+        return torch.addmm(dz[-batch:].t() @ h0, dz[:-batch].t(), out[batch:])  # (H, H)
+    h_prev = _previous_hidden(out.split(batch_sizes), h0, order, batch_sizes)  # (N, H)
+    return dz.t() @ h_prev  # (H, H)
 
 
 def _previous_hidden(h_steps, h0: Tensor, order: list[int], batch_sizes: list[int]) -> Tensor:

@@ -1,0 +1,105 @@
+"""The seed's small models, built on an RNN that can be rnnlab's or torch's.
+
+`SequenceTagger` maps each step of a token sequence to a class (the "hello" -> "ohlol"
+experiment): one-hot or embedded tokens -> RNN -> Linear at every step. `RowClassifier`
+reads a 28x28 image as 28 steps of 28 pixels and classifies it from the last hidden state.
+Nothing here knows where data comes from or how it is trained.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from rnnlab.nn import RNN, init
+
+IMPLS = ("rnnlab", "rnnlab-reference", "torch")
+INITS = ("default", "identity", "orthogonal")
+
+
+def make_rnn(
+    impl: str,
+    input_size: int,
+    hidden_size: int,
+    num_layers: int = 1,
+    nonlinearity: str = "tanh",
+    init_scheme: str = "default",
+    dropout: float = 0.0,
+) -> nn.Module:
+    """A batch-first RNN: `impl` 'rnnlab' (fused fast path), 'rnnlab-reference' (the per-step
+    loop) or 'torch' (torch.nn.RNN); `init_scheme` 'default' (torch's uniform), 'identity'
+    (IRNN: W_hh = I, zero biases) or 'orthogonal' (W_hh orthogonal)."""
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {', '.join(IMPLS)}; got {impl!r}")
+    if init_scheme not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}; got {init_scheme!r}")
+    args = (input_size, hidden_size, num_layers, nonlinearity)
+    kwargs = {"batch_first": True, "dropout": dropout}
+    if impl == "torch":
+        rnn = nn.RNN(*args, **kwargs)
+    else:
+        rnn = RNN(*args, **kwargs, impl="reference" if impl == "rnnlab-reference" else "fused")
+    if init_scheme == "identity":
+        init.identity_(rnn, zero_bias=True)
+    elif init_scheme == "orthogonal":
+        init.orthogonal_(rnn)
+    return rnn
+
+
+class SequenceTagger(nn.Module):
+    """Tokens in, one class per step out: (B, T) ids -> (B, T, num_classes) logits.
+
+    With `embedding_dim` None the tokens enter one-hot (the seed's first model); otherwise
+    through a learned `nn.Embedding` (its second model). A Linear maps every h_t to logits.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        embedding_dim: int | None = None,
+        impl: str = "rnnlab",
+        nonlinearity: str = "tanh",
+    ) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.embedding = nn.Embedding(vocab_size, embedding_dim) if embedding_dim else None
+        input_size = embedding_dim or vocab_size
+        self.rnn = make_rnn(impl, input_size, hidden_size, num_layers, nonlinearity)
+        self.head = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        if self.embedding is not None:
+            x = self.embedding(tokens)  # (B, T, E)
+        else:
+            x = F.one_hot(tokens, self.vocab_size).to(self.head.weight.dtype)  # (B, T, V)
+        h, _ = self.rnn(x)  # (B, T, H)
+        return self.head(h)  # (B, T, C)
+
+
+class RowClassifier(nn.Module):
+    """An image read row by row: (B, rows, cols) pixels -> (B, num_classes) logits from the
+    top layer's last hidden state h_T."""
+
+    def __init__(
+        self,
+        input_size: int = 28,
+        hidden_size: int = 128,
+        num_layers: int = 3,
+        num_classes: int = 10,
+        impl: str = "rnnlab",
+        nonlinearity: str = "tanh",
+        init_scheme: str = "default",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.rnn = make_rnn(
+            impl, input_size, hidden_size, num_layers, nonlinearity, init_scheme, dropout
+        )
+        self.head = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, images: Tensor) -> Tensor:
+        _, h_n = self.rnn(images)  # (L, B, H)
+        return self.head(h_n[-1])  # (B, C)
