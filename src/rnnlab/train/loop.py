@@ -279,7 +279,9 @@ def _epoch_line(record: dict, epochs: int, extra: dict, best: bool) -> str:
     if "val_loss" in record:
         parts.append(f"val loss {record['val_loss']:.4f} acc {100 * record['val_acc']:.2f}%")
     parts.append(f"{record['samples_per_s']:,.0f} samples/s")
-    parts.append(f"{record['seconds']:.1f}s" + (" *" if best else ""))
+    parts.append(f"{record['seconds']:.1f}s")
+    if best:
+        parts.append("best so far")
     parts.extend(f"{k} {v!r}" if isinstance(v, str) else f"{k} {v}" for k, v in extra.items())
     return " | ".join(parts)
 
