@@ -1,0 +1,42 @@
+"""rnnlab.train: a model- and data-agnostic training loop with exact resume.
+
+`fit` trains any classifier that maps a batch to logits and writes the run folder
+(config.json, metrics.jsonl, checkpoint.pt, best.pt, plots, summary.json); `evaluate` scores a
+model on a loader. It knows nothing of MNIST, characters or RNNs.
+"""
+
+from rnnlab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rnnlab.train.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from rnnlab.train.loop import (
+    TIMING_KEYS,
+    EvalResult,
+    FitResult,
+    NonFiniteLossError,
+    cross_entropy,
+    evaluate,
+    fit,
+    is_main_process,
+    resolve_device,
+)
+from rnnlab.train.seed import capture_rng_state, restore_rng_state, seed_everything
+
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "TIMING_KEYS",
+    "CheckpointError",
+    "EvalResult",
+    "FitResult",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "capture_rng_state",
+    "cross_entropy",
+    "evaluate",
+    "fit",
+    "is_main_process",
+    "load_checkpoint",
+    "resolve_device",
+    "restore_rng_state",
+    "save_checkpoint",
+    "seed_everything",
+]

@@ -1,0 +1,57 @@
+"""TrainConfig: its defaults are documented, bad choices are refused with the valid ones named."""
+
+import dataclasses
+import inspect
+
+import pytest
+import torch
+
+from rnnlab.train import OPTIMIZERS, SCHEDULES, TrainConfig
+from rnnlab.train.loop import make_optimizer
+
+
+def test_every_default_has_a_trailing_comment():
+    source = inspect.getsource(TrainConfig)
+    for field in dataclasses.fields(TrainConfig):
+        line = next(s for s in source.splitlines() if s.strip().startswith(f"{field.name}:"))
+        assert "  # " in line, f"TrainConfig.{field.name} has no trailing comment: {line!r}"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("optimizer", "rmsprop", str(OPTIMIZERS)),
+        ("schedule", "step", str(SCHEDULES)),
+        ("device", "tpu", "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+        ("epochs", 0, "at least 1"),
+        ("lr", 0.0, "positive"),
+        ("grad_clip", -1.0, ">= 0"),
+        ("name", "a/b", "plain folder name"),
+    ],
+)
+def test_bad_setting_raises_value_error_naming_value_and_valid_choices(field, value, expected):
+    with pytest.raises(ValueError) as info:
+        TrainConfig(**{field: value})
+    assert repr(value) in str(info.value) or str(value) in str(info.value)
+    assert expected in str(info.value)
+
+
+def test_config_round_trips_through_a_dict_and_rejects_unknown_fields():
+    config = TrainConfig(name="x", optimizer="sgd", schedule="cosine", grad_clip=0.5)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="unknown TrainConfig fields \\['learning_rate'\\]"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)],
+)
+def test_optimizer_gets_the_configured_rate_and_weight_decay(name, cls):
+    config = TrainConfig(optimizer=name, lr=0.05, weight_decay=0.01, momentum=0.5)
+    optimizer = make_optimizer(torch.nn.Linear(2, 2), config)
+    group = optimizer.param_groups[0]
+    assert type(optimizer) is cls
+    assert (group["lr"], group["weight_decay"]) == (0.05, 0.01)
+    if name == "sgd":
+        assert group["momentum"] == 0.5
