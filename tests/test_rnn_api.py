@@ -139,7 +139,7 @@ def test_rnn_rejects_bad_arguments_like_torch(overrides):
     got = outcome(lambda: rnnlab.RNN(**kwargs))
     assert want[0] != "ok", "the case must be an error for torch"
     assert got[0] is want[0]
-    if overrides != dict(nonsense=1):  # only the class name in the message differs
+    if "nonsense" not in overrides:  # that message names the class: RNNBase.__init__() ...
         assert got[1] == want[1]
 
 
@@ -162,70 +162,42 @@ def test_rnn_warns_only_when_torch_does(kwargs):
 # ----------------------------------------------------------------------- forward's checks
 
 
-def bad_call(name):
-    """(module kwargs, input, hx) for one wrong call; the module is bidirectional, 2 layers."""
-    x = torch.randn(T, B, I)
-    h = torch.randn(4, B, H)
-    packed = pack_padded_sequence(torch.randn(T, B, I), torch.tensor(LENGTHS), enforce_sorted=False)
-    return {
-        "input_4d": (torch.randn(T, B, I, 1), None),
-        "input_1d": (torch.randn(I), None),
-        "input_wrong_features": (torch.randn(T, B, I + 1), None),
-        "input_float64": (x.double(), None),
-        "input_int64": (x.long(), None),
-        "unbatched_input_wrong_features": (torch.randn(T, I + 2), None),
-        "hx_wrong_batch": (x, torch.randn(4, B + 1, H)),
-        "hx_wrong_hidden": (x, torch.randn(4, B, H + 1)),
-        "hx_wrong_layers": (x, torch.randn(2, B, H)),
-        "hx_2d_for_batched": (x, torch.randn(4, H)),
-        "hx_3d_for_unbatched": (torch.randn(T, I), torch.randn(4, 1, H)),
-        "hx_wrong_hidden_unbatched": (torch.randn(T, I), torch.randn(4, H + 1)),
-        "hx_float64": (x, h.double()),
-        "packed_wrong_features": (
-            pack_padded_sequence(torch.randn(T, B, I + 1), torch.tensor(LENGTHS), False, False),
-            None,
-        ),
-        "packed_float64": (
-            pack_padded_sequence(x.double(), torch.tensor(LENGTHS), False, False),
-            None,
-        ),
-        "packed_hx_wrong_hidden": (packed, torch.randn(4, B, H + 1)),
-        "packed_hx_2d": (packed, torch.randn(4, H)),
-        "empty_sequence": (torch.randn(0, B, I), None),
-    }[name]
+def packed(x, lengths=LENGTHS):
+    return pack_padded_sequence(x, torch.tensor(lengths), enforce_sorted=False)
 
 
-BAD_CALLS = [
-    "input_4d",
-    "input_1d",
-    "input_wrong_features",
-    "input_float64",
-    "input_int64",
-    "unbatched_input_wrong_features",
-    "hx_wrong_batch",
-    "hx_wrong_hidden",
-    "hx_wrong_layers",
-    "hx_2d_for_batched",
-    "hx_3d_for_unbatched",
-    "hx_wrong_hidden_unbatched",
-    "hx_float64",
-    "packed_wrong_features",
-    "packed_float64",
-    "packed_hx_wrong_hidden",
-    "packed_hx_2d",
-    "empty_sequence",
-]
+# Wrong calls of a bidirectional 2-layer RNN(I, H), each as () -> (input, hx).
+BAD_CALLS = {
+    "input_4d": lambda: (torch.randn(T, B, I, 1), None),
+    "input_1d": lambda: (torch.randn(I), None),
+    "input_wrong_features": lambda: (torch.randn(T, B, I + 1), None),
+    "input_float64": lambda: (torch.randn(T, B, I, dtype=torch.float64), None),
+    "input_int64": lambda: (torch.ones(T, B, I, dtype=torch.int64), None),
+    "unbatched_input_wrong_features": lambda: (torch.randn(T, I + 2), None),
+    "hx_wrong_batch": lambda: (torch.randn(T, B, I), torch.randn(4, B + 1, H)),
+    "hx_wrong_hidden": lambda: (torch.randn(T, B, I), torch.randn(4, B, H + 1)),
+    "hx_wrong_layers": lambda: (torch.randn(T, B, I), torch.randn(2, B, H)),
+    "hx_2d_for_batched": lambda: (torch.randn(T, B, I), torch.randn(4, H)),
+    "hx_3d_for_unbatched": lambda: (torch.randn(T, I), torch.randn(4, 1, H)),
+    "hx_wrong_hidden_unbatched": lambda: (torch.randn(T, I), torch.randn(4, H + 1)),
+    "hx_float64": lambda: (torch.randn(T, B, I), torch.randn(4, B, H, dtype=torch.float64)),
+    "packed_wrong_features": lambda: (packed(torch.randn(T, B, I + 1)), None),
+    "packed_float64": lambda: (packed(torch.randn(T, B, I, dtype=torch.float64)), None),
+    "packed_hx_wrong_hidden": lambda: (packed(torch.randn(T, B, I)), torch.randn(4, B, H + 1)),
+    "packed_hx_2d": lambda: (packed(torch.randn(T, B, I)), torch.randn(4, H)),
+    "empty_sequence": lambda: (torch.randn(0, B, I), None),
+}
 
 
 @pytest.mark.parametrize("impl_name", IMPLS)
 @pytest.mark.parametrize("case", BAD_CALLS)
 def test_rnn_forward_rejects_bad_input_like_torch(case, impl_name):
     theirs, ours = rnn_pair(I, H, 2, bidirectional=True, impl=impl_name)
-    x, hx = bad_call(case)
+    x, hx = BAD_CALLS[case]()
     want = outcome(lambda: theirs(x, hx))
     got = outcome(lambda: ours(x, hx))
     assert want[0] != "ok", "the case must be an error for torch"
-    assert got[0] is want[0], f"torch: {want}, rnnlab: {got}"
+    assert got == want  # same exception type and message
 
 
 @pytest.mark.parametrize("bidirectional", (False, True), ids=("uni", "bi"))

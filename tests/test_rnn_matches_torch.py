@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnlab
 from conftest import (
@@ -23,6 +24,7 @@ from conftest import (
     random_input,
     rnn_pair,
     run_rnn,
+    weighted_sum,
 )
 
 INPUT_KINDS = ("padded", "packed_unsorted", "packed_sorted", "unbatched")
@@ -51,7 +53,7 @@ def make_inputs(kind: str, batch_first: bool, dtype, num_states: int, with_h0: b
 def test_rnn_matches_torch(
     impl, num_layers, bidirectional, batch_first, bias, nonlinearity, kind, dtype
 ):
-    reference, ours = rnn_pair(
+    theirs, ours = rnn_pair(
         I,
         H,
         num_layers=num_layers,
@@ -64,7 +66,7 @@ def test_rnn_matches_torch(
     )
     num_states = num_layers * (2 if bidirectional else 1)
     x, h0, lengths, enforce_sorted = make_inputs(kind, batch_first, dtype, num_states)
-    expected = run_rnn(reference, x, h0, lengths, enforce_sorted)
+    expected = run_rnn(theirs, x, h0, lengths, enforce_sorted)
     actual = run_rnn(ours, x, h0, lengths, enforce_sorted)
     assert_same(expected, actual, TOLERANCE[dtype])
     assert_gradients_flow(actual)
@@ -78,7 +80,7 @@ def test_rnn_matches_torch(
 @pytest.mark.parametrize("bidirectional", (False, True), ids=("uni", "bi"))
 @pytest.mark.parametrize("num_layers", (1, 2))
 def test_rnn_matches_torch_without_h0(impl, num_layers, bidirectional, kind):
-    reference, ours = rnn_pair(
+    theirs, ours = rnn_pair(
         I, H, num_layers, bidirectional=bidirectional, dtype=torch.float64, impl=impl
     )
     num_states = num_layers * (2 if bidirectional else 1)
@@ -86,7 +88,7 @@ def test_rnn_matches_torch_without_h0(impl, num_layers, bidirectional, kind):
         kind, False, torch.float64, num_states, with_h0=False
     )
     assert h0 is None
-    expected = run_rnn(reference, x, None, lengths, enforce_sorted)
+    expected = run_rnn(theirs, x, None, lengths, enforce_sorted)
     actual = run_rnn(ours, x, None, lengths, enforce_sorted)
     assert_same(expected, actual, TOLERANCE[torch.float64])
     assert_gradients_flow(actual)
@@ -96,12 +98,12 @@ def test_rnn_matches_torch_without_h0(impl, num_layers, bidirectional, kind):
 def test_rnn_output_shapes_match_torch(impl, batch_first):
     shapes = []
     for num_layers, bidirectional, kind in itertools.product((1, 2), (False, True), INPUT_KINDS):
-        reference, ours = rnn_pair(
+        theirs, ours = rnn_pair(
             I, H, num_layers, batch_first=batch_first, bidirectional=bidirectional, impl=impl
         )
         num_states = num_layers * (2 if bidirectional else 1)
         x, h0, lengths, enforce_sorted = make_inputs(kind, batch_first, torch.float32, num_states)
-        want = run_rnn(reference, x, h0, lengths, enforce_sorted)
+        want = run_rnn(theirs, x, h0, lengths, enforce_sorted)
         got = run_rnn(ours, x, h0, lengths, enforce_sorted)
         assert got["output"].shape == want["output"].shape
         assert got["h_n"].shape == want["h_n"].shape
@@ -115,14 +117,12 @@ def test_rnn_output_shapes_match_torch(impl, batch_first):
 def test_rnn_packed_output_unpacks_like_torch(impl, bidirectional):
     """Padding positions of the unpacked output are zero and h_n is in the caller's batch
     order, with lengths unsorted and enforce_sorted=False."""
-    from torch.nn.utils.rnn import pad_packed_sequence
-
-    reference, ours = rnn_pair(
+    theirs, ours = rnn_pair(
         I, H, 2, batch_first=True, bidirectional=bidirectional, dtype=torch.float64, impl=impl
     )
     x = random_input(True, torch.float64)
     h0 = torch.randn(2 * (2 if bidirectional else 1), B, H, dtype=torch.float64)
-    want = run_rnn(reference, x, h0, LENGTHS, enforce_sorted=False)
+    want = run_rnn(theirs, x, h0, LENGTHS, enforce_sorted=False)
     got = run_rnn(ours, x, h0, LENGTHS, enforce_sorted=False)
     padded_want, lengths_want = pad_packed_sequence(want["packed"], batch_first=True)
     padded_got, lengths_got = pad_packed_sequence(got["packed"], batch_first=True)
@@ -130,9 +130,14 @@ def test_rnn_packed_output_unpacks_like_torch(impl, bidirectional):
     torch.testing.assert_close(padded_got, padded_want, atol=1e-10, rtol=0)
     # The sequence of length 1 (batch index 2) is padding after its first step.
     assert padded_got[2, 1:].abs().sum() == 0
-    # h0 really was permuted: running without it gives a different h_n.
-    without_h0 = run_rnn(ours, x, None, LENGTHS, enforce_sorted=False)
-    assert not torch.allclose(without_h0["h_n"], got["h_n"])
+    # Each sequence starts from its own row of h0: changing h0 for batch index 2 changes
+    # h_n for that sequence alone.
+    h0_changed = h0.clone()
+    h0_changed[:, 2] += 1.0
+    changed = run_rnn(ours, x, h0_changed, LENGTHS, enforce_sorted=False)["h_n"]
+    others = [0, 1, 3]
+    assert torch.equal(changed[:, others], got["h_n"][:, others])
+    assert (changed[:, 2] - got["h_n"][:, 2]).abs().min() > 0
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -147,3 +152,53 @@ def test_rnn_fused_matches_reference(dtype):
         assert_same(
             run_rnn(reference, x, h0, lengths), run_rnn(fused, x, h0, lengths), TOLERANCE[dtype]
         )
+
+
+@pytest.mark.parametrize("use", ("output_only", "h_n_only"))
+@pytest.mark.parametrize("packed", (False, True), ids=("padded", "packed"))
+def test_rnn_gradients_from_one_output_match_torch(impl, use, packed):
+    """A loss that ignores one of the two outputs: the backward gets no gradient for it."""
+    theirs, ours = rnn_pair(I, H, 2, bidirectional=True, dtype=torch.float64, impl=impl)
+    x = random_input(False, torch.float64)
+    h0 = torch.randn(4, B, H, dtype=torch.float64)
+    grads = []
+    for module in (theirs, ours):
+        leaves = [x.clone().requires_grad_(), h0.clone().requires_grad_(), *module.parameters()]
+        inp = leaves[0]
+        if packed:
+            inp = pack_padded_sequence(inp, torch.tensor(LENGTHS), enforce_sorted=False)
+        out, h_n = module(inp, leaves[1])
+        used = (out.data if packed else out) if use == "output_only" else h_n
+        grads.append(torch.autograd.grad(weighted_sum(used), leaves))
+    for want, got in zip(*grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+    assert all(g.abs().sum() > 0 for g in grads[1])
+
+
+def test_rnn_non_contiguous_input_and_h0_match_torch(impl):
+    theirs, ours = rnn_pair(I, H, 2, bidirectional=True, dtype=torch.float64, impl=impl)
+    x = torch.randn(B, T, I, dtype=torch.float64).transpose(0, 1)  # (T, B, I), a view
+    h0 = torch.randn(B, 4, H, dtype=torch.float64).transpose(0, 1)  # (4, B, H), a view
+    assert not x.is_contiguous() and not h0.is_contiguous()
+    expected = run_rnn(theirs, x, h0)
+    actual = run_rnn(ours, x, h0)
+    assert_same(expected, actual, TOLERANCE[torch.float64])
+
+
+def test_rnn_frozen_parameters_match_torch(impl):
+    """Backward for only some inputs: a frozen first layer, input and h0 without grad."""
+    theirs, ours = rnn_pair(I, H, 2, bidirectional=True, dtype=torch.float64, impl=impl)
+    for module in (theirs, ours):
+        for name, p in module.named_parameters():
+            p.requires_grad_("_l0" not in name and name != "bias_hh_l1")
+    x = random_input(False, torch.float64)
+    h0 = torch.randn(4, B, H, dtype=torch.float64)
+    grads = []
+    for module in (theirs, ours):
+        trainable = [p for p in module.parameters() if p.requires_grad]
+        out, h_n = module(x, h0)
+        grads.append(torch.autograd.grad(weighted_sum(out) + weighted_sum(h_n), trainable))
+    assert len(grads[1]) == 7
+    for want, got in zip(*grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+        assert got.abs().sum() > 0
