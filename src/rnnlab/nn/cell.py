@@ -129,7 +129,11 @@ def check_cell_sizes(input: Tensor, hx: Tensor, input_size: int, hidden_size: in
         raise RuntimeError(
             f"input has inconsistent input_size: got {input.size(1)} expected {input_size}"
         )
-    if hx.dim() != 2 or hx.size(0) != input.size(0):
+    if hx.dim() != 2:
+        raise RuntimeError(
+            f"hidden0 must be 2-D for this input, got {hx.dim() - 1}-D hx after batching"
+        )
+    if hx.size(0) != input.size(0):
         raise RuntimeError(
             f"Input batch size {input.size(0)} doesn't match hidden0 batch size {hx.size(0)}"
         )

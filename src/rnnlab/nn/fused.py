@@ -54,16 +54,15 @@ class FusedRNNLayer(torch.autograd.Function):
             w_rec, start, act_ = weight_hh.t().contiguous(), h0, torch.relu_  # (H, H), (B, H)
         steps = out.split(batch_sizes)  # T views (b_t, H) of one buffer, written in place
         order = _visit_order(len(batch_sizes), reverse)
-        prev, prev_rows = None, 0
+        prev, prev_rows = start, start.size(0)  # the first step starts from the initial state
         for t in order:
             z, rows = steps[t], batch_sizes[t]  # z: (b_t, H), holds x_t W_ih^T + b
             carried = min(rows, prev_rows)
             if carried == rows == prev_rows:  # the common case: the same sequences go on
                 z.addmm_(prev, w_rec)
             else:
-                if carried:
-                    z[:carried].addmm_(prev[:carried], w_rec)
-                if rows > carried:
+                z[:carried].addmm_(prev[:carried], w_rec)
+                if rows > carried:  # walking a packed batch in reverse: sequences begin here
                     z[carried:].addmm_(start[carried:rows], w_rec)
             act_(z)
             prev, prev_rows = z, rows
@@ -96,7 +95,7 @@ class FusedRNNLayer(torch.autograd.Function):
             t = order[i]
             d, rows = dz_steps[t], batch_sizes[t]  # d: (b_t, H)
             fed = min(rows, after_rows)
-            if fed == rows == after_rows:
+            if fed == rows == after_rows and after is not None:
                 d.addmm_(after, weight_hh)
             else:
                 if fed:
@@ -128,7 +127,9 @@ def _final_hidden(h_steps: tuple[Tensor, ...], order: list[int], batch_sizes: li
         if batch_sizes[t] > seen:
             pieces.append(h_steps[t][seen : batch_sizes[t]])
             seen = batch_sizes[t]
-    return torch.cat(pieces) if len(pieces) > 1 else pieces[0].clone()
+    if len(pieces) == 1:
+        return pieces[0].clone()
+    return torch.cat(pieces) if pieces else h_steps[0].clone()  # no pieces: an empty batch
 
 
 def _recurrent_weight_grad(dz, out, h0, order: list[int], batch_sizes: list[int]) -> Tensor:

@@ -181,6 +181,8 @@ class RNN(nn.Module):
             if self.batch_first:
                 input = input.transpose(0, 1)  # (T, B, I)
             steps, batch = input.shape[:2]
+            if steps == 0:
+                raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
             data = input.reshape(steps * batch, self.input_size)  # (T*B, I)
             batch_sizes = [batch] * steps
         expected = (self.num_layers * self.num_directions, batch, self.hidden_size)
@@ -195,7 +197,7 @@ class RNN(nn.Module):
             if unsorted_indices is not None:
                 h_n = h_n.index_select(1, unsorted_indices)
             return PackedSequence(output, batch_sizes_t, sorted_indices, unsorted_indices), h_n
-        output = output.view(steps, batch, -1)  # (T, B, D*H)
+        output = output.view(steps, batch, output.size(-1))  # (T, B, D*H)
         if self.batch_first:
             output = output.transpose(0, 1)  # (B, T, D*H)
         if not is_batched:
