@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from rnnlab.cli import data
+
 # Each command module has `add_parser(subparsers)` and `run(args) -> int`.
-COMMANDS: tuple = ()
+COMMANDS: tuple = (data,)
 
 
 def build_parser() -> argparse.ArgumentParser:
