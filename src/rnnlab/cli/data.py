@@ -85,14 +85,15 @@ def info(root: Path | None) -> int:
     status = 0
     for name, spec in SPECS.items():
         path = cache.entry_path(root, name)
+        fetch_command = f"rnnlab data fetch {name}" + (f" --root {root}" if root else "")
         try:
             data = load_cached(spec, root)
         except (cache.CacheError, SourceError, IDXError) as error:
-            print(f"{name}: CORRUPTED at {path}: {error}\n  fix: rnnlab data fetch {name} --force")
+            print(f"{name}: CORRUPTED at {path}: {error}\n  fix: {fetch_command}")
             status = 1
             continue
         if data is None:
-            print(f"{name}: not cached (rnnlab data fetch {name})")
+            print(f"{name}: not cached ({fetch_command})")
             continue
         print(describe(data, path))
     return status

@@ -273,7 +273,7 @@ def load_mnist(
         try:
             files = read_idx_dir(spec, Path(data_dir))
             data = check_release(spec, files, label)
-        except (SourceError, IDXError) as error:
+        except (SourceError, IDXError, OSError) as error:
             raise DatasetUnavailableError(
                 f"cannot load {spec.title} from {label}: {error}"
             ) from error
@@ -295,12 +295,12 @@ def load_mnist(
                 return data
             tried.append(f"cache {cache_path}: empty")
 
-    for label, fetch in remote_sources(spec, progress):
+    for label, fetch in fetch_sources(spec, progress):
         started = time.perf_counter()
         try:
             files = fetch()
             data = check_release(spec, files, label)
-        except (SourceError, IDXError, download.FetchError) as error:
+        except (SourceError, IDXError, download.FetchError, OSError) as error:
             log.warning("%s: %s, trying next source", label, error)
             tried.append(f"{label}: {error}")
             continue
@@ -528,10 +528,11 @@ def _kind(value: object) -> str:
     return type(value).__name__
 
 
-def remote_sources(
+def fetch_sources(
     spec: MNISTSpec, progress: bool = True
 ) -> list[tuple[str, Callable[[], dict[str, bytearray]]]]:
-    """The sources after the cache, in the order tried: (label, fetch) pairs."""
+    """The sources tried after the cache, in order: (label, fetch) pairs, where fetch() gives
+    the four raw IDX files or raises."""
     sources: list[tuple[str, Callable[[], dict[str, bytearray]]]] = []
     for folder in spec.system_dirs:
         sources.append((f"system folder {folder}", lambda f=folder: read_idx_dir(spec, Path(f))))
