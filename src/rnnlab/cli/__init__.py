@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from rnnlab.cli import bench
+from rnnlab.cli import bench, data
 
 # Each command module has `add_parser(subparsers)` and `run(args) -> int`.
-COMMANDS = (bench,)
+COMMANDS = (bench, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

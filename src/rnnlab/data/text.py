@@ -1,0 +1,227 @@
+"""Text for the sequence experiments: vocabularies of characters or words, and sequence pairs.
+
+A `Vocabulary` maps tokens to ids and back. Built from data, its tokens are sorted (by code
+point), so the ids are the same every run whatever order the data comes in. Unknown tokens
+are an error naming the token unless the vocabulary was built with `unk=True`, which gives
+them the id of '<unk>'. `SequencePair`s feed the per-step tagger: one target token per
+source token, as in the seed ("hello" -> "ohlol"); a pair of unequal lengths is an error that
+names the pair (or the file and line it came from). Nothing here knows about models.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+LEVELS = ("char", "word")
+UNK = "<unk>"
+
+
+def tokenize(text: str, level: str = "char") -> list[str]:
+    """`text` split into characters (level 'char') or whitespace-separated words ('word')."""
+    if level == "char":
+        return list(text)
+    if level == "word":
+        return text.split()
+    raise ValueError(f"level must be 'char' or 'word', got {level!r}")
+
+
+class Vocabulary:
+    """Tokens and their ids, at character or word level.
+
+    **Arguments:** `tokens` the tokens in id order (no duplicates); `level` 'char' or 'word';
+    `unk` True to map unknown tokens to '<unk>' (added at id 0 when `tokens` lacks it), False
+    to make them an error.
+
+    Use `Vocabulary.build(texts)` to make one from data.
+    """
+
+    def __init__(self, tokens: Iterable[str], level: str = "char", unk: bool = False) -> None:
+        tokenize("", level)  # validates `level`
+        tokens = list(tokens)
+        if unk and UNK not in tokens:
+            tokens.insert(0, UNK)
+        ids: dict[str, int] = {}
+        for i, token in enumerate(tokens):
+            if not isinstance(token, str) or not token:
+                raise ValueError(f"tokens must be non-empty strings, got {token!r} at id {i}")
+            if token in ids:
+                raise ValueError(f"token {token!r} appears twice, at ids {ids[token]} and {i}")
+            ids[token] = i
+        self.level = level
+        self.tokens: tuple[str, ...] = tuple(tokens)
+        self.unk_id: int | None = ids[UNK] if unk else None
+        self._ids = ids
+
+    @classmethod
+    def build(cls, texts: Iterable[str], level: str = "char", unk: bool = False) -> Vocabulary:
+        """The vocabulary of every token in `texts`, sorted by code point (with '<unk>' first
+        when `unk`), so the same data gives the same ids every run, in any order."""
+        tokens = {token for text in texts for token in tokenize(text, level)}
+        tokens.discard(UNK)
+        return cls(sorted(tokens), level=level, unk=unk)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __contains__(self, token: object) -> bool:
+        return token in self._ids
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Vocabulary):
+            return NotImplemented
+        return (self.tokens, self.level, self.unk_id) == (other.tokens, other.level, other.unk_id)
+
+    def __hash__(self) -> int:
+        return hash((self.tokens, self.level, self.unk_id))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(repr(t) for t in self.tokens[:8])
+        more = f", ... ({len(self)} in all)" if len(self) > 8 else ""
+        return f"Vocabulary([{shown}{more}], level={self.level!r}, unk={self.unk_id is not None})"
+
+    def index(self, token: str) -> int:
+        """The id of `token`: '<unk>'s id for an unknown token when built with `unk=True`,
+        else a `ValueError` naming it."""
+        i = self._ids.get(token, self.unk_id)
+        if i is None:
+            shown = ", ".join(repr(t) for t in self.tokens[:20])
+            more = ", ..." if len(self) > 20 else ""
+            raise ValueError(
+                f"token {token!r} is not in the vocabulary ({len(self)} tokens: {shown}{more}); "
+                f"build it with unk=True to map unknown tokens to {UNK!r}"
+            )
+        return i
+
+    def token(self, i: int) -> str:
+        """The token with id `i`."""
+        if not 0 <= i < len(self):
+            raise ValueError(
+                f"id {i} is out of range for a vocabulary of {len(self)} tokens "
+                f"(0..{len(self) - 1})"
+            )
+        return self.tokens[i]
+
+    def encode(self, text: str | Sequence[str]) -> list[int]:
+        """The ids of `text`'s tokens; `text` is a string (tokenized at this vocabulary's
+        level) or a sequence of tokens."""
+        tokens = tokenize(text, self.level) if isinstance(text, str) else text
+        return [self.index(token) for token in tokens]
+
+    def decode(self, ids: Iterable[int] | Tensor) -> str:
+        """The text of `ids`: characters joined as they are, words joined by single spaces."""
+        if isinstance(ids, Tensor):
+            ids = ids.tolist()
+        tokens = [self.token(int(i)) for i in ids]
+        return "".join(tokens) if self.level == "char" else " ".join(tokens)
+
+    def one_hot(self, text: str | Sequence[str]) -> Tensor:
+        """`text` as one-hot rows: a float32 tensor (T, V), T tokens, V = len(self)."""
+        ids = torch.tensor(self.encode(text), dtype=torch.int64)  # (T,)
+        out = torch.zeros(len(ids), len(self))  # (T, V)
+        return out.scatter_(1, ids[:, None], 1.0)  # (T, V)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description, for a run's config; `Vocabulary.from_dict` reverses it."""
+        return {"tokens": list(self.tokens), "level": self.level, "unk": self.unk_id is not None}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> Vocabulary:
+        return cls(state["tokens"], level=state["level"], unk=state["unk"])
+
+
+@dataclass(frozen=True)
+class SequencePair:
+    """A source sequence and its per-step target: one target token for each source token."""
+
+    source: str
+    target: str
+
+
+HELLO = SequencePair("hello", "ohlol")  # the seed experiment's one pair
+
+
+def sequence_pairs(
+    pairs: Iterable[tuple[str, str] | SequencePair], level: str = "char"
+) -> list[SequencePair]:
+    """`pairs` as `SequencePair`s, each checked to have as many target tokens as source tokens
+    at `level`; the error names the offending pair by index."""
+    checked = []
+    for i, pair in enumerate(pairs):
+        source, target = (pair.source, pair.target) if isinstance(pair, SequencePair) else pair
+        _check_pair(source, target, level, f"pair {i}")
+        checked.append(SequencePair(source, target))
+    return checked
+
+
+def read_pairs(path: str | os.PathLike, level: str = "char") -> list[SequencePair]:
+    """The pairs in the UTF-8 TSV file `path`: one 'source<TAB>target' per line, blank lines
+    skipped, nothing stripped but the line ending (spaces are characters too). Errors name the
+    file and line."""
+    path = Path(path)
+    pairs = []
+    with path.open(encoding="utf-8", newline="") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            fields = line.split("\t")
+            if len(fields) != 2:
+                raise ValueError(
+                    f"{where}: expected 'source<TAB>target', found "
+                    f"{len(fields) - 1} tabs in {line!r}"
+                )
+            _check_pair(*fields, level, where)
+            pairs.append(SequencePair(*fields))
+    if not pairs:
+        raise ValueError(f"{path}: no pairs, expected lines of 'source<TAB>target'")
+    return pairs
+
+
+def _check_pair(source: str, target: str, level: str, where: str) -> None:
+    source_tokens, target_tokens = tokenize(source, level), tokenize(target, level)
+    if not source_tokens:
+        raise ValueError(f"{where}: empty source {source!r}")
+    if len(source_tokens) != len(target_tokens):
+        unit = "characters" if level == "char" else "words"
+        raise ValueError(
+            f"{where}: source {source!r} has {len(source_tokens)} {unit}, target {target!r} "
+            f"has {len(target_tokens)}; a per-step tagger needs one target per source token"
+        )
+
+
+class PairDataset(Dataset):
+    """Sequence pairs as ids: item i is (source ids, target ids), two int64 tensors (T_i,).
+
+    **Arguments:** `pairs`; `source_vocab` for the sources; `target_vocab` for the targets
+    (None: the source vocabulary, as in the seed, where both sides share one alphabet).
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[SequencePair],
+        source_vocab: Vocabulary,
+        target_vocab: Vocabulary | None = None,
+    ) -> None:
+        self.pairs = list(pairs)
+        self.source_vocab = source_vocab
+        self.target_vocab = target_vocab if target_vocab is not None else source_vocab
+        for i, pair in enumerate(self.pairs):
+            _check_pair(pair.source, pair.target, self.source_vocab.level, f"pair {i}")
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        pair = self.pairs[index]
+        source = torch.tensor(self.source_vocab.encode(pair.source), dtype=torch.int64)  # (T,)
+        target = torch.tensor(self.target_vocab.encode(pair.target), dtype=torch.int64)  # (T,)
+        return source, target
