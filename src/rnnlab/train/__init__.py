@@ -8,6 +8,7 @@ model on a loader. It knows nothing of MNIST, characters or RNNs.
 from rnnlab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rnnlab.train.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from rnnlab.train.loop import (
+    IGNORE_INDEX,
     TIMING_KEYS,
     EvalResult,
     FitResult,
@@ -21,6 +22,7 @@ from rnnlab.train.loop import (
 from rnnlab.train.seed import capture_rng_state, restore_rng_state, seed_everything
 
 __all__ = [
+    "IGNORE_INDEX",
     "OPTIMIZERS",
     "SCHEDULES",
     "TIMING_KEYS",

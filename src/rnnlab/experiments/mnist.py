@@ -1,0 +1,152 @@
+"""MNIST and Fashion-MNIST read as sequences: each image is 28 time steps of 28 pixels.
+
+The seed's classifier: the rows go through a stacked RNN (3 layers by default) and a Linear
+maps the top layer's last hidden state to the 10 classes. The last `val_size` training images
+are held out for validation, which picks the best epoch; the test split is scored once, at
+the end, with that best model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from rnnlab.data import MNISTData, load_mnist
+from rnnlab.experiments.saved import load_weights, save_experiment
+from rnnlab.models import IMPLS, INITS, RowClassifier
+from rnnlab.train import EvalResult, FitResult, TrainConfig, evaluate, fit
+from rnnlab.train.checkpoint import atomic_write_bytes
+
+NAME = "mnist"
+DATASETS = ("mnist", "fashion-mnist")
+TEST_FILE = "test.json"
+
+
+@dataclass
+class MnistConfig:
+    dataset: str = "mnist"  # 'mnist' or 'fashion-mnist'
+    data_dir: str | None = None  # a folder with the four IDX files; None: cache, then sources
+    hidden: int = 128  # hidden units in each RNN layer
+    layers: int = 3  # stacked RNN layers
+    nonlinearity: str = "tanh"  # 'tanh' or 'relu'
+    init: str = "default"  # recurrent weights: 'default' (uniform), 'identity' or 'orthogonal'
+    impl: str = "rnnlab"  # 'rnnlab' (fused), 'rnnlab-reference' (per-step loop) or 'torch'
+    dropout: float = 0.0  # dropout between RNN layers, in training only
+    batch_size: int = 64  # images per training batch
+    val_size: int = 5000  # last training images held out for validation; 0: no validation
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {self.dataset!r}")
+        if self.impl not in IMPLS:
+            raise ValueError(f"impl must be one of {', '.join(IMPLS)}; got {self.impl!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}; got {self.init!r}")
+        if self.nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu'; got {self.nonlinearity!r}")
+        for field in ("hidden", "layers", "batch_size"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be at least 1, got {getattr(self, field)}")
+        if self.val_size < 0:
+            raise ValueError(f"val_size must be >= 0, got {self.val_size}")
+
+
+@dataclass
+class MnistResult:
+    fit: FitResult  # the training run: folder, history, best epoch
+    test: EvalResult  # the best model on the test split
+
+
+def build_model(config: MnistConfig) -> RowClassifier:
+    return RowClassifier(
+        input_size=28,
+        hidden_size=config.hidden,
+        num_layers=config.layers,
+        num_classes=10,
+        impl=config.impl,
+        nonlinearity=config.nonlinearity,
+        init_scheme=config.init,
+        dropout=config.dropout,
+    )
+
+
+def load_data(config: MnistConfig) -> MNISTData:
+    return load_mnist(config.dataset, data_dir=config.data_dir)
+
+
+def splits(config: MnistConfig, data: MNISTData) -> tuple[Dataset, Dataset | None, Dataset]:
+    """(train, validation or None, test) datasets of (28, 28) images and labels."""
+    train, test = data.dataset("train"), data.dataset("test")
+    if not config.val_size:
+        return train, None, test
+    if config.val_size >= len(train):
+        raise ValueError(
+            f"val_size must be smaller than the {len(train)} training images, got {config.val_size}"
+        )
+    cut = len(train) - config.val_size
+    return Subset(train, range(cut)), Subset(train, range(cut, len(train))), test
+
+
+def loader(dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+    """Batches of (B, 28, 28) images and (B,) labels; shuffled by a generator fit() seeds."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator())
+
+
+def run(config: MnistConfig, train_config: TrainConfig) -> MnistResult:
+    """Train the row classifier, then score its best epoch on the test split (test.json)."""
+    data = load_data(config)
+    train, val, test = splits(config, data)
+    print(
+        f"{data.name}: {len(train)} train, {len(val) if val else 0} validation, "
+        f"{len(test)} test images, from {data.source}"
+    )
+    model = build_model(config)
+    run_dir = Path(train_config.out_dir) / train_config.name
+    save_experiment(run_dir, NAME, dataclasses.asdict(config), classes=list(data.classes))
+    result = fit(
+        model,
+        loader(train, config.batch_size, shuffle=True),
+        loader(val, config.batch_size, shuffle=False) if val is not None else None,
+        train_config,
+        class_names=list(data.classes),
+    )
+    load_weights(model, result.run_dir)
+    test_result = evaluate(
+        model,
+        loader(test, 1000, shuffle=False),
+        confusion=True,
+        limit_batches=train_config.limit_batches,
+    )
+    record = {
+        "epoch": result.best_epoch,
+        "test_loss": test_result.loss,
+        "test_acc": test_result.accuracy,
+        "count": test_result.count,
+    }
+    atomic_write_bytes(result.run_dir / TEST_FILE, json.dumps(record, indent=2).encode())
+    print(
+        f"test accuracy {test_result.accuracy:.2%} (loss {test_result.loss:.4f}) on "
+        f"{test_result.count} images, model of epoch {result.best_epoch}"
+    )
+    return MnistResult(result, test_result)
+
+
+def restore(run_dir: str | Path, record: dict) -> tuple[MnistConfig, RowClassifier]:
+    """The config and the best model of a finished run, from its experiment.json record."""
+    config = MnistConfig(**record["config"])
+    model = build_model(config)
+    load_weights(model, run_dir)
+    return config, model.eval()
+
+
+def probabilities(model: RowClassifier, image: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (10,) of one (28, 28) image with pixels in [0, 1]."""
+    if image.shape != (28, 28):
+        raise ValueError(f"image must be 28x28 pixels, got {tuple(image.shape)}")
+    with torch.no_grad():
+        return model(image.unsqueeze(0)).softmax(dim=-1)[0]  # (10,)

@@ -1,0 +1,53 @@
+"""What an experiment leaves beside the training loop's files, and how to rebuild from it.
+
+`experiment.json` in the run folder names the experiment and holds its config (and whatever
+else the model needs, such as vocabularies), so `rnnlab evaluate` and `rnnlab predict` can
+rebuild the model and load `best.pt` (weights_only, digest checked) without the command line
+that trained it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from torch import nn
+
+from rnnlab.train import load_checkpoint
+from rnnlab.train.checkpoint import atomic_write_bytes
+
+EXPERIMENT_FILE = "experiment.json"
+WEIGHTS_FILES = ("best.pt", "checkpoint.pt")  # the best model by validation, else the last
+
+
+def save_experiment(run_dir: str | Path, experiment: str, config: dict, **extra) -> None:
+    """Atomically write run_dir/experiment.json: the experiment's name, config and extras."""
+    record = {"experiment": experiment, "config": config, **extra}
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(Path(run_dir) / EXPERIMENT_FILE, json.dumps(record, indent=2).encode())
+
+
+def read_experiment(run_dir: str | Path) -> dict:
+    """The record in run_dir/experiment.json, with a clear error if the folder is not a run."""
+    path = Path(run_dir) / EXPERIMENT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{run_dir} is not an rnnlab run folder: it has no {EXPERIMENT_FILE} "
+            "(expected the folder a `rnnlab seq2seq` or `rnnlab mnist` run wrote)"
+        )
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is corrupted: {e}") from e
+
+
+def load_weights(model: nn.Module, run_dir: str | Path) -> Path:
+    """Load the run's best weights (best.pt, else checkpoint.pt) into `model`; return the file."""
+    for name in WEIGHTS_FILES:
+        path = Path(run_dir) / name
+        if path.is_file():
+            model.load_state_dict(load_checkpoint(path)["model"])
+            return path
+    raise FileNotFoundError(
+        f"{run_dir} holds no weights: expected one of {', '.join(WEIGHTS_FILES)}"
+    )
