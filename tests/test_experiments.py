@@ -1,0 +1,224 @@
+"""The experiment commands end to end, on data the tests make: seq2seq learns "hello" ->
+"ohlol"; every command's --dry-run works; evaluate and predict rebuild a saved run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rnnlab.cli import main
+from rnnlab.data import mnist as mnist_data
+from rnnlab.experiments.seq2seq import Seq2SeqConfig, load_pairs
+from rnnlab.models import RowClassifier, SequenceTagger, make_rnn
+
+QUIET = ["--no-progress", "--no-plots"]
+
+
+@pytest.fixture
+def tiny_mnist(tiny_release, tmp_path, cache_root, monkeypatch) -> Path:
+    """The tiny 20 + 10 image release as an IDX folder, accepted as 'mnist' by the checks."""
+    monkeypatch.setitem(mnist_data.SPECS, "mnist", tiny_release.spec)
+    return tiny_release.write(tmp_path / "idx")
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_seq2seq_default_learns_hello_to_ohlol(tmp_path, capsys):
+    assert main(["seq2seq", "--out-dir", str(tmp_path), *QUIET]) == 0
+    history = metrics(tmp_path / "seq2seq")
+    assert len(history) == 15
+    assert history[0]["val_acc"] < 1.0  # it starts wrong ...
+    assert history[-1]["val_acc"] == 1.0  # ... and ends right
+    assert history[-1]["predicted"] == "ohlol"
+    assert "predicted 'ohlol'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("impl", ["rnnlab", "rnnlab-reference", "torch"])
+def test_seq2seq_with_embedding_reaches_full_accuracy_on_every_impl(tmp_path, impl):
+    args = ["seq2seq", "--embedding", "10", "--impl", impl, "--out-dir", str(tmp_path), *QUIET]
+    assert main(args) == 0
+    assert metrics(tmp_path / "seq2seq")[-1]["val_acc"] == 1.0
+
+
+def test_seq2seq_impls_give_the_same_metrics(tmp_path):
+    """The same seed and data through rnnlab's fast path and torch.nn.RNN: the same run."""
+    runs = {}
+    for impl in ("rnnlab", "torch"):
+        out = tmp_path / impl
+        assert main(["seq2seq", "--impl", impl, "--out-dir", str(out), *QUIET]) == 0
+        runs[impl] = metrics(out / "seq2seq")
+    for ours, theirs in zip(runs["rnnlab"], runs["torch"], strict=True):
+        assert ours["predicted"] == theirs["predicted"]
+        assert ours["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-4, abs=1e-5)
+
+
+def test_seq2seq_word_pairs_of_unequal_length_are_padded_and_learned(tmp_path):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("the cat sat\tDET NOUN VERB\na dog ran far\tDET NOUN VERB ADV\n")
+    args = ["seq2seq", "--pairs", str(pairs), "--level", "word", "--epochs", "30"]
+    assert main([*args, "--out-dir", str(tmp_path), *QUIET]) == 0
+    last = metrics(tmp_path / "seq2seq")[-1]
+    assert last["val_acc"] == 1.0
+    assert last["predicted"] == "DET NOUN VERB"
+
+
+def test_seq2seq_pair_of_unequal_length_is_refused_naming_it():
+    with pytest.raises(ValueError, match=r"'hello' has 5 characters, target 'oh' has 2"):
+        load_pairs(Seq2SeqConfig(input="hello", target="oh"))
+
+
+def test_evaluate_and_predict_rebuild_a_seq2seq_run(tmp_path, capsys):
+    assert main(["seq2seq", "--out-dir", str(tmp_path), *QUIET]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "seq2seq")]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == 1.0
+    assert main(["predict", str(tmp_path / "seq2seq"), "--text", "hello"]) == 0
+    assert capsys.readouterr().out.strip() == "ohlol"
+
+
+def test_mnist_dry_run_writes_a_complete_run(tiny_mnist, tmp_path, capsys):
+    args = ["mnist", "--data-dir", str(tiny_mnist), "--val-size", "5", "--hidden", "8"]
+    assert main([*args, "--dry-run", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    run_dir = Path(out.split("written to ")[1].split()[0]) / "mnist"
+    for name in (
+        "config.json",
+        "experiment.json",
+        "metrics.jsonl",
+        "checkpoint.pt",
+        "best.pt",
+        "test.json",
+        "summary.json",
+        "loss.png",
+        "accuracy.png",
+        "confusion.png",
+    ):
+        assert (run_dir / name).is_file(), name
+    test = json.loads((run_dir / "test.json").read_text())
+    assert test["count"] == 10 and 0 <= test["test_acc"] <= 1
+    assert "test accuracy" in out
+
+
+@pytest.mark.parametrize("impl", ["rnnlab", "rnnlab-reference", "torch"])
+@pytest.mark.parametrize("init", ["default", "identity", "orthogonal"])
+def test_mnist_trains_with_every_impl_and_init(tiny_mnist, tmp_path, impl, init):
+    args = [
+        "mnist",
+        "--data-dir",
+        str(tiny_mnist),
+        "--val-size",
+        "5",
+        "--hidden",
+        "8",
+        "--layers",
+        "2",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "5",
+        "--impl",
+        impl,
+        "--init",
+        init,
+    ]
+    assert main([*args, "--out-dir", str(tmp_path), *QUIET]) == 0
+    name = "mnist" if impl == "rnnlab" else f"mnist-{impl}"
+    history = metrics(tmp_path / name)
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert all(np.isfinite(r["train_loss"]) for r in history)
+
+
+def test_mnist_evaluate_and_predict_from_index_and_png(tiny_mnist, tmp_path, capsys):
+    args = [
+        "mnist",
+        "--data-dir",
+        str(tiny_mnist),
+        "--val-size",
+        "5",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--out-dir",
+        str(tmp_path),
+        *QUIET,
+    ]
+    assert main(args) == 0
+    run_dir = tmp_path / "mnist"
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir), "--data-dir", str(tiny_mnist)]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 10
+    assert main(["predict", str(run_dir), "--index", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("predicted: ") and "true label" in out
+    assert len(out.strip().splitlines()) == 11  # the answer, then all ten probabilities
+    png = tmp_path / "digit.png"
+    Image.fromarray(np.full((28, 28), 200, dtype=np.uint8)).save(png)
+    assert main(["predict", str(run_dir), "--image", str(png), "--invert"]) == 0
+    probabilities = [float(line.split()[-1]) for line in capsys.readouterr().out.splitlines()[1:]]
+    assert sum(probabilities) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_predict_refuses_an_image_of_the_wrong_size(tiny_mnist, tmp_path):
+    args = [
+        "mnist",
+        "--data-dir",
+        str(tiny_mnist),
+        "--val-size",
+        "5",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--out-dir",
+        str(tmp_path),
+        *QUIET,
+    ]
+    assert main(args) == 0
+    png = tmp_path / "big.png"
+    Image.fromarray(np.zeros((32, 32), dtype=np.uint8)).save(png)
+    with pytest.raises(SystemExit, match="expected a 28x28 image, got 32x32"):
+        main(["predict", str(tmp_path / "mnist"), "--image", str(png)])
+
+
+def test_evaluate_refuses_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not an rnnlab run folder"):
+        main(["evaluate", str(tmp_path)])
+
+
+def test_a_finished_run_is_not_overwritten_without_resume(tmp_path):
+    assert main(["seq2seq", "--out-dir", str(tmp_path), *QUIET]) == 0
+    with pytest.raises(Exception, match="resume"):
+        main(["seq2seq", "--out-dir", str(tmp_path), *QUIET])
+    assert main(["seq2seq", "--out-dir", str(tmp_path), "--resume", *QUIET]) == 0
+
+
+def test_bad_choices_are_refused_listing_the_valid_ones(capsys):
+    with pytest.raises(SystemExit):
+        main(["mnist", "--impl", "keras"])
+    assert "choose from 'rnnlab', 'rnnlab-reference', 'torch'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="impl must be one of rnnlab, rnnlab-reference, torch"):
+        make_rnn("keras", 3, 4)
+
+
+def test_bench_dry_run_prints_the_comparison_table(capsys):
+    assert main(["bench", "--dry-run", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "torch ms" in out and "rnnlab ms" in out and "vs torch" in out
+    assert "dry-run" in out and "fwd+bwd" in out
+
+
+def test_models_map_shapes_as_documented():
+    tagger = SequenceTagger(vocab_size=5, num_classes=3, hidden_size=4, num_layers=2)
+    assert tagger(torch.zeros(2, 7, dtype=torch.int64)).shape == (2, 7, 3)
+    embedded = SequenceTagger(vocab_size=5, num_classes=3, hidden_size=4, embedding_dim=6)
+    assert embedded(torch.zeros(2, 7, dtype=torch.int64)).shape == (2, 7, 3)
+    classifier = RowClassifier(hidden_size=8, num_layers=3)
+    assert classifier(torch.rand(4, 28, 28)).shape == (4, 10)
