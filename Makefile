@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The main job: the seed's MNIST classifier with its defaults. --resume makes it safe to run
+# again: a killed run continues, a finished one just reports its results.
 run: $(STAMP)
-	$(BIN)/rnnlab bench
+	$(BIN)/rnnlab mnist --resume
 
 bench: $(STAMP)
 	$(BIN)/rnnlab bench
