@@ -6,6 +6,8 @@ Nothing imports this package; it is the top of the house and may import everythi
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 
 from rnnlab.cli import bench, data, evaluate, mnist, predict, seq2seq
@@ -26,4 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except BrokenPipeError:  # `rnnlab ... | head` closed the pipe: the reader is done, not us
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
