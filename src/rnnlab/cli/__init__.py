@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from rnnlab.cli import bench, data, evaluate, mnist, predict, seq2seq
+from rnnlab.cli import bench, cv, data, evaluate, mnist, predict, seq2seq
 
 # Each command module has `add_parser(subparsers)` and `run(args) -> int`.
-COMMANDS = (seq2seq, mnist, evaluate, predict, data, bench)
+COMMANDS = (seq2seq, mnist, cv, evaluate, predict, data, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
