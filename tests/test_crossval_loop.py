@@ -178,6 +178,7 @@ def test_parallel_workers_give_the_sequential_result(tmp_path):
     sequential = run_cv(tmp_path, "sequential", workers=1)
     parallel = run_cv(tmp_path, "parallel", workers=2)
     assert untimed(parallel) == untimed(sequential)
+    assert [f.threads for f in parallel.folds] == [1, 1, 1]  # the same count: bitwise equal
     for i in range(FOLDS):
         assert untimed_metrics(parallel.run_dir, i) == untimed_metrics(sequential.run_dir, i)
         assert_same_weights(weights(parallel.run_dir, i), weights(sequential.run_dir, i))

@@ -33,7 +33,7 @@ from rnnlab.crossval.folds import fold_indices
 from rnnlab.crossval.summary import plot_fold_curves, summarize_folds
 from rnnlab.train import TrainConfig, cross_entropy, evaluate, fit, load_checkpoint, seed_everything
 from rnnlab.train.checkpoint import atomic_write_bytes, content_digest
-from rnnlab.train.loop import BEST_FILE, CHECKPOINT_FILE, PRESENTATION_FIELDS
+from rnnlab.train.loop import BEST_FILE, PRESENTATION_FIELDS
 
 FOLD_FILE = "fold.json"  # in a fold's folder: its result, written last; the fold is done
 PLAN_FILE = "cv_plan.json"  # what the folds are; a later run must match it to continue them
@@ -56,6 +56,7 @@ class FoldResult:
     val_loss: float  # and its validation loss
     epochs: int  # epochs trained
     seconds: float  # training time, summed over the epochs in metrics.jsonl
+    threads: int  # torch's intra-op threads it trained with (see cross_validate on equality)
     test_acc: float | None = None  # best.pt on the test split, when one was given
     test_loss: float | None = None
 
@@ -89,7 +90,6 @@ class _FoldJob:
     test_dataset: Dataset | None
     loss_fn: Callable
     class_names: list[str] | None
-    prefix_output: bool  # put "fold i | " before every line a fold prints
 
 
 def fold_seed(seed: int, fold: int) -> int:
@@ -142,6 +142,12 @@ def cross_validate(
     - `record`: JSON-ready facts to keep in cv.json, such as the experiment and its config.
       With the split and training settings they must match a previous run's to continue it.
 
+    A fold's result is the same wherever it runs (here, in a worker, on any rank) as long as
+    it trains with the same number of torch threads, which fold.json records: the thread
+    count changes the order of floating-point sums in torch's CPU kernels, and after an epoch
+    the metrics differ in the third digit. So `workers=2` on two threads equals a sequential
+    run on one thread (`--threads 1`) bit for bit, not one on two.
+
     **Returns:** a CVResult; None on torchrun ranks other than 0, which only run their folds.
     """
     if workers < 1:
@@ -173,6 +179,7 @@ def cross_validate(
     _check_plan(run_dir, plan)
 
     rank, world = _rank_and_world()
+    _use_local_gpu()
     mine = list(range(rank, folds, world))
     done = {
         i: FoldResult.read(fold_dir(run_dir, i) / FOLD_FILE) for i in mine if _is_done(run_dir, i)
@@ -190,7 +197,6 @@ def cross_validate(
         test_dataset=test_dataset,
         loss_fn=loss_fn,
         class_names=class_names,
-        prefix_output=True,
     )
     if workers == 1:
         ran = {i: run_fold(job, i) for i in todo}
@@ -232,9 +238,11 @@ def run_fold(job: _FoldJob, fold: int) -> FoldResult:
         config, name=fold_dir(root, fold).name, out_dir=str(root), seed=seed, resume=True
     )
     train_idx, valid_idx = job.splits[fold]
-    output = _LinePrefix(sys.stdout, f"fold {fold} | ") if job.prefix_output else sys.stdout
-    with contextlib.redirect_stdout(output):
-        print(f"training on {len(train_idx)} samples, validating on {len(valid_idx)}, seed {seed}")
+    with contextlib.redirect_stdout(_LinePrefix(sys.stdout, f"fold {fold} | ")):
+        print(
+            f"training on {len(train_idx)} samples, validating on {len(valid_idx)}, "
+            f"seed {seed}, {torch.get_num_threads()} thread(s)"
+        )
         # Seeded before building, so the fresh weights depend on (seed, fold) only; fit seeds
         # everything again with the same number before its first batch.
         seed_everything(seed)
@@ -258,12 +266,11 @@ def run_fold(job: _FoldJob, fold: int) -> FoldResult:
             val_loss=best["val_loss"],
             epochs=len(fitted.history),
             seconds=sum(r["seconds"] for r in fitted.history),
+            threads=torch.get_num_threads(),
         )
         if job.test_dataset is not None:
-            weights = fitted.run_dir / BEST_FILE
-            if not weights.is_file():
-                weights = fitted.run_dir / CHECKPOINT_FILE
-            model.load_state_dict(load_checkpoint(weights)["model"])
+            # best.pt is always there: the first epoch beats the initial score of -inf.
+            model.load_state_dict(load_checkpoint(fitted.run_dir / BEST_FILE)["model"])
             test = evaluate(
                 model,
                 job.make_loader(job.test_dataset, shuffle=False),
@@ -287,6 +294,7 @@ _WORKER_JOB: _FoldJob | None = None
 def _start_worker(job: _FoldJob, threads: int) -> None:
     global _WORKER_JOB
     torch.set_num_threads(threads)
+    _use_local_gpu()
     _WORKER_JOB = job
 
 
@@ -325,6 +333,14 @@ def _rank_and_world() -> tuple[int, int]:
     if world < 1 or not 0 <= rank < world:
         raise ValueError(f"RANK must be in 0..WORLD_SIZE-1, got RANK={rank}, WORLD_SIZE={world}")
     return rank, world
+
+
+def _use_local_gpu() -> None:
+    """Under torchrun, make this rank's GPU (LOCAL_RANK) the current one, so that the device
+    'cuda' (or 'auto') of each fold on this rank means it, not GPU 0 for every rank."""
+    local_rank = os.environ.get("LOCAL_RANK")
+    if local_rank is not None and torch.cuda.is_available():
+        torch.cuda.set_device(int(local_rank) % torch.cuda.device_count())
 
 
 def _is_done(run_dir: Path, fold: int) -> bool:

@@ -78,22 +78,35 @@ def format_table(folds: Sequence[dict], summary: dict[str, dict[str, float]]) ->
 
 
 def plot_fold_curves(fold_dirs: Sequence[str | os.PathLike], path: str | os.PathLike) -> Path:
-    """Write a PNG of each fold's validation accuracy per epoch, from its metrics.jsonl."""
+    """Write a PNG of each fold's validation accuracy per epoch (from its metrics.jsonl) and
+    their mean over the epochs every fold has."""
     fig = Figure(figsize=(6.0, 4.0), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)  # the Agg canvas, without pyplot's global state
     ax = fig.subplots()
+    curves = []
     for folder in map(Path, fold_dirs):
         points = [(r["epoch"], 100 * r["val_acc"]) for r in read_metrics(folder) if "val_acc" in r]
         if not points:
             raise ValueError(f"{folder} has no epochs with val_acc in its metrics to plot")
+        curves.append(dict(points))
         epochs, accuracy = zip(*points, strict=True)
         marker = "o" if len(epochs) <= 30 else None
-        ax.plot(epochs, accuracy, marker=marker, markersize=4, label=folder.name)
+        ax.plot(epochs, accuracy, marker=marker, markersize=4, alpha=0.8, label=folder.name)
+    common = sorted(set.intersection(*(set(c) for c in curves)))
+    if len(curves) > 1 and common:
+        mean = [np.mean([c[e] for c in curves]) for e in common]
+        ax.plot(
+            common, mean, "k--", marker="s" if len(common) <= 30 else None, label="mean per epoch"
+        )
+    epochs = sorted(set().union(*curves))
+    if len(epochs) <= 15:
+        ax.set_xticks(epochs)  # whole epochs only, even for a run of one or two
+    else:
+        ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(f"{Path(path).parent.name}: {len(fold_dirs)}-fold cross-validation")
     ax.grid(alpha=0.3)
-    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend()
     path = Path(path)
     fig.savefig(path)
