@@ -10,10 +10,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from rnnlab.cli import bench, data, evaluate, mnist, predict, seq2seq
+from rnnlab.cli import bench, cv, data, evaluate, mnist, predict, seq2seq
 
 # Each command module has `add_parser(subparsers)` and `run(args) -> int`.
-COMMANDS = (seq2seq, mnist, evaluate, predict, data, bench)
+COMMANDS = (seq2seq, mnist, cv, evaluate, predict, data, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,9 @@ from rnnlab.cli.options import add_train_arguments, train_config_from_args
 from rnnlab.experiments import mnist
 from rnnlab.models import IMPLS, INITS
 
+# The training options' defaults for this experiment (shared with `rnnlab cv mnist`).
+TRAIN_DEFAULTS = dict(epochs=10, lr=1e-3, schedule="cosine", grad_clip=1.0)
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -16,7 +19,7 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_experiment_arguments(parser)
-    add_train_arguments(parser, epochs=10, lr=1e-3, schedule="cosine", grad_clip=1.0)
+    add_train_arguments(parser, **TRAIN_DEFAULTS)
     parser.set_defaults(run=run)
 
 

@@ -8,6 +8,10 @@ from rnnlab.cli.options import add_train_arguments, train_config_from_args
 from rnnlab.experiments import seq2seq
 from rnnlab.models import IMPLS
 
+# The seed's recipe: Adam at 0.1 for 15 epochs, one step each on the single pair (shared with
+# `rnnlab cv seq2seq`).
+TRAIN_DEFAULTS = dict(epochs=15, lr=0.1)
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -16,8 +20,7 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_experiment_arguments(parser)
-    # The seed's recipe: Adam at 0.1 for 15 epochs, one step each on the single pair.
-    add_train_arguments(parser, epochs=15, lr=0.1)
+    add_train_arguments(parser, **TRAIN_DEFAULTS)
     parser.set_defaults(run=run)
 
 
