@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from rnnlab.cli.options import add_train_arguments, train_config_from_args
+from rnnlab.cli import options
+from rnnlab.cli.options import add_rnn_arguments, add_train_arguments, train_config_from_args
 from rnnlab.experiments import mnist
-from rnnlab.models import IMPLS, INITS
+from rnnlab.models import INITS
 
 # The training options' defaults for this experiment (shared with `rnnlab cv mnist`).
 TRAIN_DEFAULTS = dict(epochs=10, lr=1e-3, schedule="cosine", grad_clip=1.0)
@@ -34,25 +35,12 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
         help="a folder holding the four IDX files; default: the cache, then "
         "the system folder, the mirrors and the package index",
     )
-    group.add_argument("--hidden", type=int, default=d.hidden, help="hidden units per layer")
-    group.add_argument("--layers", type=int, default=d.layers, help="stacked RNN layers")
-    group.add_argument(
-        "--nonlinearity",
-        choices=("tanh", "relu"),
-        default=d.nonlinearity,
-        help="the RNN's activation",
-    )
+    add_rnn_arguments(group, d)
     group.add_argument(
         "--init",
         choices=INITS,
         default=d.init,
         help="recurrent weights: torch's uniform, identity (IRNN) or orthogonal",
-    )
-    group.add_argument(
-        "--impl",
-        choices=IMPLS,
-        default=d.impl,
-        help="rnnlab's fused path, its reference loop, or torch.nn.RNN",
     )
     group.add_argument(
         "--dropout", type=float, default=d.dropout, help="dropout between RNN layers"
@@ -67,18 +55,7 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> mnist.MnistConfig:
-    return mnist.MnistConfig(
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        hidden=args.hidden,
-        layers=args.layers,
-        nonlinearity=args.nonlinearity,
-        init=args.init,
-        impl=args.impl,
-        dropout=args.dropout,
-        batch_size=args.batch_size,
-        val_size=args.val_size,
-    )
+    return options.config_from_args(mnist.MnistConfig, args)
 
 
 def default_name(config: mnist.MnistConfig) -> str:

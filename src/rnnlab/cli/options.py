@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 
 import torch
 
+from rnnlab.models import IMPLS
 from rnnlab.train import OPTIMIZERS, SCHEDULES, TrainConfig
 
 DRY_RUN_BATCHES = 2  # batches per epoch (and per evaluation) under --dry-run
+
+
+def add_rnn_arguments(group, defaults) -> None:
+    """The RNN's options every experiment shares, with the defaults of its config dataclass."""
+    group.add_argument("--hidden", type=int, default=defaults.hidden, help="hidden units per layer")
+    group.add_argument("--layers", type=int, default=defaults.layers, help="stacked RNN layers")
+    group.add_argument(
+        "--nonlinearity",
+        choices=("tanh", "relu"),
+        default=defaults.nonlinearity,
+        help="the RNN's activation",
+    )
+    group.add_argument(
+        "--impl",
+        choices=IMPLS,
+        default=defaults.impl,
+        help="rnnlab's fused path, its reference loop, or torch.nn.RNN",
+    )
+
+
+def config_from_args(config_class, args: argparse.Namespace):
+    """An experiment's config dataclass filled from the options of the same names."""
+    return config_class(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_class)})
 
 
 def add_train_arguments(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from rnnlab.cli.options import add_train_arguments, train_config_from_args
+from rnnlab.cli import options
+from rnnlab.cli.options import add_rnn_arguments, add_train_arguments, train_config_from_args
 from rnnlab.experiments import seq2seq
-from rnnlab.models import IMPLS
 
 # The seed's recipe: Adam at 0.1 for 15 epochs, one step each on the single pair (shared with
 # `rnnlab cv seq2seq`).
@@ -47,36 +47,12 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.embedding,
         help="embedding size; 0 feeds the tokens one-hot",
     )
-    group.add_argument("--hidden", type=int, default=d.hidden, help="hidden units per layer")
-    group.add_argument("--layers", type=int, default=d.layers, help="stacked RNN layers")
-    group.add_argument(
-        "--nonlinearity",
-        choices=("tanh", "relu"),
-        default=d.nonlinearity,
-        help="the RNN's activation",
-    )
-    group.add_argument(
-        "--impl",
-        choices=IMPLS,
-        default=d.impl,
-        help="rnnlab's fused path, its reference loop, or torch.nn.RNN",
-    )
+    add_rnn_arguments(group, d)
     group.add_argument("--batch-size", type=int, default=d.batch_size, help="pairs per batch")
 
 
 def config_from_args(args: argparse.Namespace) -> seq2seq.Seq2SeqConfig:
-    return seq2seq.Seq2SeqConfig(
-        input=args.input,
-        target=args.target,
-        pairs=args.pairs,
-        level=args.level,
-        embedding=args.embedding,
-        hidden=args.hidden,
-        layers=args.layers,
-        nonlinearity=args.nonlinearity,
-        impl=args.impl,
-        batch_size=args.batch_size,
-    )
+    return options.config_from_args(seq2seq.Seq2SeqConfig, args)
 
 
 def run(args: argparse.Namespace) -> int:
