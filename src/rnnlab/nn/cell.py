@@ -7,11 +7,11 @@ torch's own RNN kernels: the step is two affine maps, a sum and an activation.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from rnnlab.nn import init
 
 NONLINEARITIES = ("tanh", "relu")
 
@@ -88,9 +88,7 @@ class RNNCell(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -stdv, stdv)
+        init.default_(self)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"

@@ -1,4 +1,8 @@
-"""Initialisers for the recurrent weights W_hh of any RNN module (rnnlab's or torch's).
+"""Initialisers for the weights of any RNN module (rnnlab's or torch's).
+
+`default_` is torch's own initialisation of RNN and RNNCell, every parameter uniform in
+[-1/sqrt(H), 1/sqrt(H)]; rnnlab's modules start from it, so the same seed gives the same
+weights as torch's.
 
 `identity_` is the "diagonal" start of IRNN (Le, Jaitly & Hinton 2015, "A Simple Way to
 Initialize Recurrent Networks of Rectified Linear Units"): W_hh = gain * I, so a ReLU RNN
@@ -7,6 +11,8 @@ keeps the state's norm through the linear part of each step. Input weights keep 
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -24,6 +30,16 @@ def recurrent_weights(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
             f"{type(module).__name__} has no recurrent weights (weight_hh*) to initialise"
         )
     return found
+
+
+@torch.no_grad()
+def default_(module: nn.Module) -> nn.Module:
+    """Every parameter of `module` uniform in [-1/sqrt(H), 1/sqrt(H)], H its hidden_size, in
+    registration order, as torch's RNN modules draw them. Returns `module`."""
+    stdv = 1.0 / math.sqrt(module.hidden_size) if module.hidden_size > 0 else 0
+    for weight in module.parameters():
+        nn.init.uniform_(weight, -stdv, stdv)
+    return module
 
 
 @torch.no_grad()

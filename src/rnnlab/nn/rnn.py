@@ -8,7 +8,6 @@ hands each layer and direction to one of two implementations of the same maths:
 
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
 
@@ -17,6 +16,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence
 
+from rnnlab.nn import init
 from rnnlab.nn.fused import fused_layer
 from rnnlab.nn.reference import reference_layer
 
@@ -121,9 +121,7 @@ class RNN(nn.Module):
         """A no-op kept for torch compatibility: rnnlab needs no flat weight buffer."""
 
     def reset_parameters(self) -> None:
-        stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -stdv, stdv)
+        init.default_(self)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
