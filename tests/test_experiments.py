@@ -222,3 +222,33 @@ def test_models_map_shapes_as_documented():
     assert embedded(torch.zeros(2, 7, dtype=torch.int64)).shape == (2, 7, 3)
     classifier = RowClassifier(hidden_size=8, num_layers=3)
     assert classifier(torch.rand(4, 28, 28)).shape == (4, 10)
+
+
+def test_seq2seq_dry_run_trains_one_epoch_into_a_temporary_folder(tmp_path, capsys):
+    assert main(["seq2seq", "--dry-run", *QUIET]) == 0
+    out = capsys.readouterr().out
+    run_dir = Path(out.split("written to ")[1].split()[0]) / "seq2seq"
+    assert [r["epoch"] for r in metrics(run_dir)] == [1]
+    assert run_dir.parent.name.startswith("rnnlab-dry-run-")  # not under ./runs
+
+
+def test_evaluate_dry_run_scores_at_most_two_batches(tiny_mnist, tmp_path, capsys):
+    args = [
+        "mnist",
+        "--data-dir",
+        str(tiny_mnist),
+        "--val-size",
+        "5",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--out-dir",
+        str(tmp_path),
+        *QUIET,
+    ]
+    assert main(args) == 0
+    capsys.readouterr()
+    evaluate = ["evaluate", str(tmp_path / "mnist"), "--data-dir", str(tiny_mnist), "--dry-run"]
+    assert main(evaluate) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 10  # one batch of 1000 holds all ten
