@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -75,8 +76,6 @@ def test_make_loader_refuses_a_global_batch_that_does_not_divide_over_the_proces
     ctx = DistributedContext(rank=0, world_size=3)
     with pytest.raises(ValueError, match="global batch_size 64 does not divide over 3 processes"):
         make_loader(numbered(10), 64, shuffle=True, ctx=ctx)
-    with pytest.raises(ValueError, match="does not divide"):
-        make_eval_loader(numbered(10), 64, ctx=ctx)
 
 
 def test_make_loader_refuses_arguments_that_choose_the_order():
@@ -111,6 +110,11 @@ def test_eval_loader_batches_are_the_global_batch_divided_by_the_processes():
         [[0, 2], [4, 6]],
         [[1, 3], [5]],
     ]
+
+
+def test_eval_loader_rounds_the_per_process_batch_up_instead_of_refusing():
+    loader = make_eval_loader(numbered(10), 1000, ctx=DistributedContext(rank=2, world_size=3))
+    assert loader.batch_size == 334
 
 
 def test_shard_sampler_refuses_a_rank_outside_the_world():
@@ -158,3 +162,14 @@ def test_init_distributed_names_the_bad_environment_variable(no_torchrun, variab
 def test_init_distributed_refuses_zero_threads(no_torchrun):
     with pytest.raises(ValueError, match="threads must be at least 1, got 0"):
         init_distributed("cpu", threads=0)
+
+
+def test_a_process_group_made_elsewhere_is_adopted_and_left_up(no_torchrun, tmp_path):
+    store = f"file://{tmp_path / 'store'}"
+    dist.init_process_group("gloo", init_method=store, rank=0, world_size=1)
+    try:
+        with init_distributed("cpu") as ctx:
+            assert (ctx.backend, ctx.world_size, ctx.owns_group) == ("gloo", 1, False)
+        assert dist.is_initialized()
+    finally:
+        dist.destroy_process_group()

@@ -11,6 +11,7 @@ from rnnlab.train.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from rnnlab.train.distributed import (
     DistributedContext,
     ShardSampler,
+    broadcast_from_main,
     init_distributed,
     make_eval_loader,
     make_loader,
@@ -40,6 +41,7 @@ __all__ = [
     "NonFiniteLossError",
     "ShardSampler",
     "TrainConfig",
+    "broadcast_from_main",
     "capture_rng_state",
     "cross_entropy",
     "evaluate",
