@@ -6,9 +6,11 @@ loss is cross-entropy over the last dimension: logits (B, C) with targets (B,) c
 sequences, logits (B, T, C) with targets (B, T) tag every step, and then loss and accuracy are
 per element.
 
-Every file write and log line goes through `is_main_process()`, and epoch metrics are kept as
-sums and counts, so data-parallel training under torchrun needs only a wrapped model and a
-DistributedSampler from the caller.
+Every file write and log line goes through `is_main_process()`, epoch metrics are kept as sums
+and counts reduced over processes, and every decision that stops or steers the run (resume or
+refuse, a non-finite loss, batches per epoch) is the same on all processes, so data-parallel
+training under torchrun needs only a wrapped model and distributed loaders from the caller
+(`rnnlab.train.distributed`).
 """
 
 from __future__ import annotations
@@ -86,6 +88,53 @@ def _all_reduce_sum(sums: Tensor) -> Tensor:
     if _distributed():
         dist.all_reduce(sums, op=dist.ReduceOp.SUM)
     return sums
+
+
+def _nonfinite_ranks(value: float, device: torch.device) -> list[int]:
+    """The ranks whose loss `value` is NaN or infinite, the same list on every process.
+
+    One small all-reduce per step: without it the other processes would go on into DDP's
+    gradient all-reduce and wait for the stopped one until the collective timeout.
+    """
+    bad = not math.isfinite(value)
+    if not _distributed():
+        return [0] if bad else []
+    flags = torch.zeros(dist.get_world_size(), device=device)  # (world,)
+    flags[dist.get_rank()] = float(bad)
+    dist.all_reduce(flags, op=dist.ReduceOp.SUM)
+    return flags.nonzero().flatten().tolist()
+
+
+def _min_max_over_processes(value: int, device: torch.device) -> tuple[int, int]:
+    """(min, max) of an integer over all processes ((value, value) in a single process)."""
+    if not _distributed():
+        return value, value
+    both = torch.tensor([-value, value], dtype=torch.int64, device=device)
+    dist.all_reduce(both, op=dist.ReduceOp.MAX)
+    return -int(both[0]), int(both[1])
+
+
+def _on_main_then_everywhere(read: Callable[[], object]):
+    """`read()` on rank 0, its result (or exception) sent to every process and returned/raised.
+
+    Resume decisions are made from rank 0's files, so that processes on machines without a
+    shared file system, or a race between readers, cannot take different branches and hang.
+    """
+    payload = None
+    if is_main_process():
+        try:
+            payload = read()
+        except Exception as e:
+            if not _distributed():
+                raise
+            payload = e
+    if _distributed():
+        box = [payload]
+        dist.broadcast_object_list(box, src=0)
+        payload = box[0]
+    if isinstance(payload, Exception):
+        raise payload
+    return payload
 
 
 def _log(message: str) -> None:
@@ -166,10 +215,14 @@ def evaluate(
     matrix / the (N,) predicted classes; `limit_batches` > 0 stops after that many batches.
 
     **Returns:** an EvalResult. Under torch.distributed the sums and the confusion matrix are
-    summed over all processes; predictions stay per process.
+    summed over all processes, so with a loader that shards without padding
+    (`rnnlab.train.distributed.make_eval_loader`) the result is the whole dataset's; predictions
+    stay per process. A DDP-wrapped model is run unwrapped: evaluation needs no gradient sync,
+    and the processes' shards may hold different numbers of batches.
     """
     device = _model_device(model) if device is None else torch.device(device)
     was_training = model.training
+    model = _unwrap(model)
     model.eval()
     loss_sum, correct, count = 0.0, 0, 0
     matrix, predicted = None, []
@@ -198,6 +251,12 @@ def evaluate(
     loss_sum, correct, count = sums.tolist()
     if count == 0:
         raise ValueError("the loader yielded no batches to evaluate")
+    if confusion and _distributed():
+        # A process whose shard was empty has no matrix yet; it takes its size from the others
+        # so that every process joins the same all-reduce.
+        _, c = _min_max_over_processes(0 if matrix is None else len(matrix), device)
+        if matrix is None:
+            matrix = torch.zeros(c, c, dtype=torch.int64, device=device)
     if matrix is not None:
         matrix = _all_reduce_sum(matrix).cpu()
     return EvalResult(
@@ -335,13 +394,30 @@ def fit(
     model.to(device)
     optimizer = make_optimizer(model, config)
     steps_per_epoch = _steps(train_loader, config.limit_batches)
+    fewest, most = _min_max_over_processes(steps_per_epoch, device)
+    if fewest != most:
+        raise ValueError(
+            f"the processes have between {fewest} and {most} training batches per epoch, and "
+            f"DDP needs the same number on each: build train_loader with a DistributedSampler "
+            f"(rnnlab.train.distributed.make_loader)"
+        )
     if steps_per_epoch == 0:
         raise ValueError("train_loader yields no batches")
     scheduler = make_scheduler(optimizer, config, steps_per_epoch * config.epochs)
     generators = loader_generators(train_loader, val_loader)
 
-    if config.resume and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path)
+    def read_checkpoint() -> dict | None:
+        if not checkpoint_path.exists():
+            return None
+        if not config.resume:
+            raise FileExistsError(
+                f"{run_dir} already holds a run; pass resume=True to continue it, "
+                f"or choose another name"
+            )
+        return load_checkpoint(checkpoint_path)
+
+    state = _on_main_then_everywhere(read_checkpoint)
+    if state is not None:
         _check_same_config(state["config"], config, checkpoint_path)
         _unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -355,11 +431,6 @@ def fit(
             rewrite_metrics(metrics_path, history)
         _log(f"resuming {run_dir} after epoch {start} (step {step})")
     else:
-        if checkpoint_path.exists():
-            raise FileExistsError(
-                f"{run_dir} already holds a run; pass resume=True to continue it, "
-                f"or choose another name"
-            )
         if main:
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(
@@ -397,16 +468,19 @@ def fit(
             logits, targets = _flatten(logits, _to_device(targets, device))  # (N, C), (N,)
             loss = loss_fn(logits, targets)
             value = loss.item()
-            if not math.isfinite(value):
+            stopped = _nonfinite_ranks(value, device)
+            if stopped:
                 bar.close()
                 kept = (
                     f"the last good checkpoint, {checkpoint_path} (epoch {epoch - 1}), is unchanged"
                     if epoch > 1
                     else "no checkpoint was written yet"
                 )
+                what = value if not math.isfinite(value) else "not finite"
+                where = f" on rank {', '.join(map(str, stopped))}" if _distributed() else ""
                 raise NonFiniteLossError(
-                    f"training loss is {value} at epoch {epoch}, batch {i + 1}/{steps_per_epoch} "
-                    f"(global step {step + 1}); stopped before the update, {kept}"
+                    f"training loss is {what}{where} at epoch {epoch}, batch {i + 1}/"
+                    f"{steps_per_epoch} (global step {step + 1}); stopped before the update, {kept}"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
