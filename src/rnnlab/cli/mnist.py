@@ -64,5 +64,5 @@ def default_name(config: mnist.MnistConfig) -> str:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    mnist.run(config, train_config_from_args(args, default_name(config)))
+    mnist.run(config, train_config_from_args(args, default_name(config)), args.threads or None)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import tempfile
 
 import torch
@@ -106,7 +107,8 @@ def train_config_from_args(args: argparse.Namespace, default_name: str) -> Train
     out_dir = args.out_dir
     if args.dry_run:
         out_dir = tempfile.mkdtemp(prefix="rnnlab-dry-run-")
-        print(f"dry run: {DRY_RUN_BATCHES} batches, one epoch, written to {out_dir}")
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 is the one that writes
+            print(f"dry run: {DRY_RUN_BATCHES} batches, one epoch, written to {out_dir}")
     return TrainConfig(
         name=args.name or default_name,
         out_dir=out_dir,

@@ -56,5 +56,6 @@ def config_from_args(args: argparse.Namespace) -> seq2seq.Seq2SeqConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    seq2seq.run(config_from_args(args), train_config_from_args(args, seq2seq.NAME))
+    train_config = train_config_from_args(args, seq2seq.NAME)
+    seq2seq.run(config_from_args(args), train_config, args.threads or None)
     return 0

@@ -17,9 +17,21 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from rnnlab.data import MNISTData, load_mnist
-from rnnlab.experiments.saved import load_weights, save_experiment
+from rnnlab.experiments.saved import claim_experiment, load_weights
 from rnnlab.models import IMPLS, INITS, RowClassifier
-from rnnlab.train import EvalResult, FitResult, TrainConfig, evaluate, fit
+from rnnlab.train import (
+    EvalResult,
+    FitResult,
+    TrainConfig,
+    broadcast_from_main,
+    evaluate,
+    fit,
+    init_distributed,
+    make_eval_loader,
+    make_loader,
+    seed_everything,
+    wrap_model,
+)
 from rnnlab.train.checkpoint import atomic_write_bytes
 
 NAME = "mnist"
@@ -93,46 +105,55 @@ def splits(config: MnistConfig, data: MNISTData) -> tuple[Dataset, Dataset | Non
 
 
 def loader(dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
-    """Batches of (B, 28, 28) images and (B,) labels; shuffled by a generator fit() seeds."""
+    """Batches of (B, 28, 28) images and (B,) labels in one process (cross-validation folds,
+    evaluation of a saved run); shuffled by a generator fit() seeds."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator())
 
 
-def run(config: MnistConfig, train_config: TrainConfig) -> MnistResult:
-    """Train the row classifier, then score its best epoch on the test split (test.json)."""
-    data = load_data(config)
-    train, val, test = splits(config, data)
-    print(
-        f"{data.name}: {len(train)} train, {len(val) if val else 0} validation, "
-        f"{len(test)} test images, from {data.source}"
-    )
-    model = build_model(config)
-    run_dir = Path(train_config.out_dir) / train_config.name
-    save_experiment(run_dir, NAME, dataclasses.asdict(config), classes=list(data.classes))
-    result = fit(
-        model,
-        loader(train, config.batch_size, shuffle=True),
-        loader(val, config.batch_size, shuffle=False) if val is not None else None,
-        train_config,
-        class_names=list(data.classes),
-    )
-    load_weights(model, result.run_dir)
-    test_result = evaluate(
-        model,
-        loader(test, 1000, shuffle=False),
-        confusion=True,
-        limit_batches=train_config.limit_batches,
-    )
-    record = {
-        "epoch": result.best_epoch,
-        "test_loss": test_result.loss,
-        "test_acc": test_result.accuracy,
-        "count": test_result.count,
-    }
-    atomic_write_bytes(result.run_dir / TEST_FILE, json.dumps(record, indent=2).encode())
-    print(
-        f"test accuracy {test_result.accuracy:.2%} (loss {test_result.loss:.4f}) on "
-        f"{test_result.count} images, model of epoch {result.best_epoch}"
-    )
+def run(config: MnistConfig, train_config: TrainConfig, threads: int | None = None) -> MnistResult:
+    """Train the row classifier, then score its best epoch on the test split (test.json).
+
+    Under torchrun every process trains its share of each global batch (DDP); only rank 0
+    prints and writes. `threads`: torch threads per process (default: the CPUs shared out).
+    """
+    with init_distributed(train_config.device, threads=threads) as ctx:
+        data = load_data(config) if ctx.local_rank == 0 else None  # fetch once per machine
+        ctx.barrier()
+        data = data or load_data(config)
+        train, val, test = splits(config, data)
+        seed_everything(train_config.seed)  # the initial weights, too, follow from the seed
+        model = build_model(config)
+        if ctx.is_main:
+            print(
+                f"{data.name}: {len(train)} train, {len(val) if val else 0} validation, "
+                f"{len(test)} test images, from {data.source}"
+            )
+            run_dir = Path(train_config.out_dir) / train_config.name
+            claim_experiment(run_dir, NAME, dataclasses.asdict(config), classes=list(data.classes))
+        result = fit(
+            wrap_model(model, ctx),
+            make_loader(train, config.batch_size, shuffle=True, seed=train_config.seed, ctx=ctx),
+            make_eval_loader(val, config.batch_size, ctx=ctx) if val is not None else None,
+            train_config,
+            class_names=list(data.classes),
+        )
+        if ctx.is_main:
+            load_weights(model, result.run_dir)
+        broadcast_from_main(model, ctx)
+        test_loader = make_eval_loader(test, 1000, ctx=ctx)
+        test_result = evaluate(model, test_loader, limit_batches=train_config.limit_batches)
+        if ctx.is_main:
+            record = {
+                "epoch": result.best_epoch,
+                "test_loss": test_result.loss,
+                "test_acc": test_result.accuracy,
+                "count": test_result.count,
+            }
+            atomic_write_bytes(result.run_dir / TEST_FILE, json.dumps(record, indent=2).encode())
+            print(
+                f"test accuracy {test_result.accuracy:.2%} (loss {test_result.loss:.4f}) on "
+                f"{test_result.count} images, model of epoch {result.best_epoch}"
+            )
     return MnistResult(result, test_result)
 
 

@@ -27,6 +27,29 @@ def save_experiment(run_dir: str | Path, experiment: str, config: dict, **extra)
     atomic_write_bytes(Path(run_dir) / EXPERIMENT_FILE, json.dumps(record, indent=2).encode())
 
 
+def claim_experiment(run_dir: str | Path, experiment: str, config: dict, **extra) -> None:
+    """Write run_dir/experiment.json for a new run; for a folder that already has one (a run
+    being resumed), check that it describes the same experiment, so that a changed option is
+    refused before it can meet weights trained with the old ones."""
+    record = json.loads(json.dumps({"experiment": experiment, "config": config, **extra}))
+    if not (Path(run_dir) / EXPERIMENT_FILE).is_file():
+        save_experiment(run_dir, experiment, config, **extra)
+        return
+    saved = read_experiment(run_dir)
+    if saved != record:
+        old, new = saved.get("config", {}), record["config"]
+        changed = [
+            f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+            for k in sorted(old.keys() | new.keys())
+            if old.get(k) != new.get(k)
+        ]
+        what = ", ".join(changed) or f"{saved.get('experiment')!r} -> {experiment!r}, or its data"
+        raise ValueError(
+            f"{run_dir} holds a run with other settings ({what}); "
+            "pass another --name for a new run, or delete the folder"
+        )
+
+
 def read_experiment(run_dir: str | Path) -> dict:
     """The record in run_dir/experiment.json, with a clear error if the folder is not a run."""
     path = Path(run_dir) / EXPERIMENT_FILE

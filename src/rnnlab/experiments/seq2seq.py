@@ -18,9 +18,19 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 
 from rnnlab.data import PairDataset, SequencePair, Vocabulary, read_pairs, sequence_pairs
-from rnnlab.experiments.saved import load_weights, save_experiment
+from rnnlab.experiments.saved import claim_experiment, load_weights
 from rnnlab.models import IMPLS, SequenceTagger
-from rnnlab.train import IGNORE_INDEX, FitResult, TrainConfig, fit
+from rnnlab.train import (
+    IGNORE_INDEX,
+    FitResult,
+    TrainConfig,
+    fit,
+    init_distributed,
+    make_eval_loader,
+    make_loader,
+    seed_everything,
+    wrap_model,
+)
 
 NAME = "seq2seq"
 LEVELS = ("char", "word")
@@ -86,6 +96,7 @@ def collate(batch: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
 
 
 def loader(dataset: PairDataset, batch_size: int, shuffle: bool) -> DataLoader:
+    """Padded batches in one process (cross-validation folds, evaluation of a saved run)."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -107,31 +118,47 @@ def translate(model: SequenceTagger, vocab: Vocabulary, text: str) -> str:
     return joiner.join(vocab.token(int(i)) for i in predicted)
 
 
-def run(config: Seq2SeqConfig, train_config: TrainConfig) -> FitResult:
-    """Train the tagger on the pairs, printing the first pair's prediction every epoch."""
+def run(config: Seq2SeqConfig, train_config: TrainConfig, threads: int | None = None) -> FitResult:
+    """Train the tagger on the pairs, printing the first pair's prediction every epoch.
+
+    Under torchrun the processes share each global batch (DDP); only rank 0 prints and writes.
+    """
     pairs = load_pairs(config)
     vocab = build_vocabulary(pairs, config.level)
+    seed_everything(train_config.seed)  # the initial weights, too, follow from the seed
     model = build_model(config, vocab)
-    run_dir = Path(train_config.out_dir) / train_config.name
-    save_experiment(run_dir, NAME, dataclasses.asdict(config), vocabulary=vocab.to_dict())
     first = pairs[0]
 
-    def show_prediction(epoch: int, model: SequenceTagger) -> dict:
+    def show_prediction(epoch: int, _) -> dict:
         return {"predicted": translate(model, vocab, first.source)}
 
-    print(f"{len(pairs)} pair(s), vocabulary of {len(vocab)}: {first.source!r} -> {first.target!r}")
     dataset = PairDataset(pairs, vocab)
-    # The pairs are also the validation set: a model is scored after its epoch's updates, so
-    # best.pt is a model that really tags the pairs that well (the training accuracy is
-    # measured on the weights before each update).
-    return fit(
-        model,
-        loader(dataset, config.batch_size, shuffle=True),
-        loader(dataset, config.batch_size, shuffle=False),
-        train_config,
-        on_epoch_end=show_prediction,
-        class_names=[vocab.token(i) for i in range(len(vocab))],
-    )
+    with init_distributed(train_config.device, threads=threads) as ctx:
+        if ctx.is_main:
+            print(
+                f"{len(pairs)} pair(s), vocabulary of {len(vocab)}: "
+                f"{first.source!r} -> {first.target!r}"
+            )
+            run_dir = Path(train_config.out_dir) / train_config.name
+            claim_experiment(run_dir, NAME, dataclasses.asdict(config), vocabulary=vocab.to_dict())
+        # The pairs are also the validation set: a model is scored after its epoch's updates,
+        # so best.pt is a model that really tags the pairs that well (the training accuracy is
+        # measured on the weights before each update).
+        return fit(
+            wrap_model(model, ctx),
+            make_loader(
+                dataset,
+                config.batch_size,
+                shuffle=True,
+                seed=train_config.seed,
+                ctx=ctx,
+                collate_fn=collate,
+            ),
+            make_eval_loader(dataset, config.batch_size, ctx=ctx, collate_fn=collate),
+            train_config,
+            on_epoch_end=show_prediction,
+            class_names=[vocab.token(i) for i in range(len(vocab))],
+        )
 
 
 def restore(run_dir: str | Path, record: dict) -> tuple[Seq2SeqConfig, Vocabulary, SequenceTagger]:
