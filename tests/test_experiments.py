@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from PIL import Image
 
 from rnnlab.cli import main
 from rnnlab.data import mnist as mnist_data
+from rnnlab.experiments.mnist import MnistConfig
 from rnnlab.experiments.seq2seq import Seq2SeqConfig, load_pairs
 from rnnlab.models import RowClassifier, SequenceTagger, make_rnn
 
@@ -252,3 +254,18 @@ def test_evaluate_dry_run_scores_at_most_two_batches(tiny_mnist, tmp_path, capsy
     evaluate = ["evaluate", str(tmp_path / "mnist"), "--data-dir", str(tiny_mnist), "--dry-run"]
     assert main(evaluate) == 0
     assert json.loads(capsys.readouterr().out)["count"] == 10  # one batch of 1000 holds all ten
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"impl": "keras"}, "impl must be one of rnnlab, rnnlab-reference, torch; got 'keras'"),
+        ({"nonlinearity": "gelu"}, "nonlinearity must be 'tanh' or 'relu'; got 'gelu'"),
+        ({"hidden": 0}, "hidden must be at least 1, got 0"),
+        ({"batch_size": 0}, "batch_size must be at least 1, got 0"),
+    ],
+)
+def test_experiment_configs_refuse_bad_settings_naming_them(settings, message):
+    for config_class in (MnistConfig, Seq2SeqConfig):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            config_class(**settings)

@@ -17,6 +17,17 @@ IMPLS = ("rnnlab", "rnnlab-reference", "torch")
 INITS = ("default", "identity", "orthogonal")
 
 
+def check_rnn_settings(impl: str, nonlinearity: str, hidden: int, layers: int) -> None:
+    """Refuse, naming the value and the valid ones, an RNN setting an experiment config holds."""
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {', '.join(IMPLS)}; got {impl!r}")
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu'; got {nonlinearity!r}")
+    for name, value in (("hidden", hidden), ("layers", layers)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+
+
 def make_rnn(
     impl: str,
     input_size: int,

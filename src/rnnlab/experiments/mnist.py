@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from rnnlab.data import MNISTData, load_mnist
 from rnnlab.experiments.saved import claim_experiment, load_weights
-from rnnlab.models import IMPLS, INITS, RowClassifier
+from rnnlab.models import INITS, RowClassifier, check_rnn_settings
 from rnnlab.train import (
     EvalResult,
     FitResult,
@@ -55,15 +55,11 @@ class MnistConfig:
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {self.dataset!r}")
-        if self.impl not in IMPLS:
-            raise ValueError(f"impl must be one of {', '.join(IMPLS)}; got {self.impl!r}")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}; got {self.init!r}")
-        if self.nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu'; got {self.nonlinearity!r}")
-        for field in ("hidden", "layers", "batch_size"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"{field} must be at least 1, got {getattr(self, field)}")
+        check_rnn_settings(self.impl, self.nonlinearity, self.hidden, self.layers)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.val_size < 0:
             raise ValueError(f"val_size must be >= 0, got {self.val_size}")
 

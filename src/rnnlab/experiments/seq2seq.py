@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from rnnlab.data import PairDataset, SequencePair, Vocabulary, read_pairs, sequence_pairs
 from rnnlab.experiments.saved import claim_experiment, load_weights
-from rnnlab.models import IMPLS, SequenceTagger
+from rnnlab.models import SequenceTagger, check_rnn_settings
 from rnnlab.train import (
     IGNORE_INDEX,
     FitResult,
@@ -52,13 +52,9 @@ class Seq2SeqConfig:
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}; got {self.level!r}")
-        if self.impl not in IMPLS:
-            raise ValueError(f"impl must be one of {', '.join(IMPLS)}; got {self.impl!r}")
-        if self.nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu'; got {self.nonlinearity!r}")
-        for field in ("hidden", "layers", "batch_size"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"{field} must be at least 1, got {getattr(self, field)}")
+        check_rnn_settings(self.impl, self.nonlinearity, self.hidden, self.layers)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.embedding < 0:
             raise ValueError(f"embedding must be >= 0, got {self.embedding}")
 
