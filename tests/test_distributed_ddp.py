@@ -223,7 +223,7 @@ def test_two_process_fit_writes_on_rank_0_reduces_metrics_and_resumes_on_one_pro
     model.load_state_dict(load_checkpoint(run / "best.pt")["model"])
     test = evaluate(model, DataLoader(TEST, batch_size=31))
     for rank in range(2):
-        accuracy, loss, count = torch.load(tmp_path / f"test-rank{rank}.pt")
+        accuracy, loss, count = torch.load(tmp_path / f"test-rank{rank}.pt", weights_only=True)
         assert (accuracy, count) == (test.accuracy, 31)
         assert loss == pytest.approx(test.loss, rel=1e-6)
 
