@@ -8,6 +8,7 @@ import json
 import torch
 
 from rnnlab.bench import SHAPES, Shape, run_benchmark
+from rnnlab.files import atomic_write
 
 
 def add_parser(subparsers) -> None:
@@ -54,8 +55,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         rows = run_benchmark(shapes, rounds=args.rounds)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {"threads": args.threads, "torch": torch.__version__, "rows": rows}, f, indent=2
-            )
+        record = {"threads": args.threads, "torch": torch.__version__, "rows": rows}
+        atomic_write(args.json, json.dumps(record, indent=2).encode())
     return 0

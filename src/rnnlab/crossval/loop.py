@@ -31,8 +31,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from rnnlab.crossval.folds import fold_indices
 from rnnlab.crossval.summary import plot_fold_curves, summarize_folds
+from rnnlab.files import atomic_write
 from rnnlab.train import TrainConfig, cross_entropy, evaluate, fit, load_checkpoint, seed_everything
-from rnnlab.train.checkpoint import atomic_write_bytes, content_digest
+from rnnlab.train.checkpoint import content_digest
 from rnnlab.train.loop import BEST_FILE, PRESENTATION_FIELDS
 
 FOLD_FILE = "fold.json"  # in a fold's folder: its result, written last; the fold is done
@@ -223,7 +224,7 @@ def cross_validate(
         "per_fold": [asdict(r) for r in per_fold],
         "summary": summary,
     }
-    atomic_write_bytes(run_dir / CV_FILE, (json.dumps(cv, indent=2) + "\n").encode())
+    atomic_write(run_dir / CV_FILE, (json.dumps(cv, indent=2) + "\n").encode())
     if config.plots:
         plot_fold_curves([fold_dir(run_dir, i) for i in range(folds)], run_dir / CURVES_FILE)
     return CVResult(run_dir, per_fold, summary)
@@ -283,7 +284,7 @@ def run_fold(job: _FoldJob, fold: int) -> FoldResult:
                 f"model of epoch {fitted.best_epoch}"
             )
         path = fitted.run_dir / FOLD_FILE
-        atomic_write_bytes(path, (json.dumps(asdict(result), indent=2) + "\n").encode())
+        atomic_write(path, (json.dumps(asdict(result), indent=2) + "\n").encode())
     return result
 
 
@@ -375,7 +376,7 @@ def _check_plan(run_dir: Path, plan: dict) -> None:
             )
         return
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, (json.dumps(plan, indent=2) + "\n").encode())
+    atomic_write(path, (json.dumps(plan, indent=2) + "\n").encode())
 
 
 class _LinePrefix(io.TextIOBase):

@@ -10,15 +10,15 @@ The cache stores bytes; it knows nothing of IDX or MNIST.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rnnlab.files import atomic_write
 
 ENV_VAR = "RNNLAB_DATA"
 MANIFEST = "manifest.json"
@@ -57,29 +57,6 @@ def entry_path(root: str | os.PathLike | None, name: str) -> Path:
 
 def sha256_of(data: bytes | bytearray) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def atomic_write(path: str | os.PathLike, data: bytes | bytearray) -> None:
-    """Write `data` to `path` so that readers see the old file or the whole new one, never part.
-
-    The bytes go to a temporary file in the same folder, are fsynced, and then `os.replace`
-    moves the file into place (atomic on POSIX and Windows within one file system).
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if os.name == "posix":
-                os.fchmod(f.fileno(), 0o644)  # mkstemp's 0600 would hide a shared cache
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def store(
@@ -169,14 +146,3 @@ def _read_exactly(path: Path, size: int) -> bytearray:
 def _check_plain_name(name: str, what: str, error: type[Exception] = ValueError) -> None:
     if not name or name in (".", "..") or "/" in name or "\\" in name or name == MANIFEST:
         raise error(f"{what} must be a plain file name other than {MANIFEST}, got {name!r}")
-
-
-def _fsync_dir(path: Path) -> None:
-    # Makes the rename itself durable on POSIX; Windows cannot open a folder for fsync.
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from rnnlab.data import MNISTData, load_mnist
 from rnnlab.experiments.saved import claim_experiment, load_weights
+from rnnlab.files import atomic_write
 from rnnlab.models import INITS, RowClassifier, check_rnn_settings
 from rnnlab.train import (
     EvalResult,
@@ -32,7 +33,6 @@ from rnnlab.train import (
     seed_everything,
     wrap_model,
 )
-from rnnlab.train.checkpoint import atomic_write_bytes
 
 NAME = "mnist"
 DATASETS = ("mnist", "fashion-mnist")
@@ -145,7 +145,7 @@ def run(config: MnistConfig, train_config: TrainConfig, threads: int | None = No
                 "test_acc": test_result.accuracy,
                 "count": test_result.count,
             }
-            atomic_write_bytes(result.run_dir / TEST_FILE, json.dumps(record, indent=2).encode())
+            atomic_write(result.run_dir / TEST_FILE, json.dumps(record, indent=2).encode())
             print(
                 f"test accuracy {test_result.accuracy:.2%} (loss {test_result.loss:.4f}) on "
                 f"{test_result.count} images, model of epoch {result.best_epoch}"

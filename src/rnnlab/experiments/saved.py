@@ -13,8 +13,8 @@ from pathlib import Path
 
 from torch import nn
 
+from rnnlab.files import atomic_write
 from rnnlab.train import load_checkpoint
-from rnnlab.train.checkpoint import atomic_write_bytes
 
 EXPERIMENT_FILE = "experiment.json"
 WEIGHTS_FILES = ("best.pt", "checkpoint.pt")  # the best model by validation, else the last
@@ -24,7 +24,7 @@ def save_experiment(run_dir: str | Path, experiment: str, config: dict, **extra)
     """Atomically write run_dir/experiment.json: the experiment's name, config and extras."""
     record = {"experiment": experiment, "config": config, **extra}
     Path(run_dir).mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(Path(run_dir) / EXPERIMENT_FILE, json.dumps(record, indent=2).encode())
+    atomic_write(Path(run_dir) / EXPERIMENT_FILE, json.dumps(record, indent=2).encode())
 
 
 def claim_experiment(run_dir: str | Path, experiment: str, config: dict, **extra) -> None:

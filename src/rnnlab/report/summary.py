@@ -11,6 +11,8 @@ import json
 import os
 from pathlib import Path
 
+from rnnlab.files import atomic_write
+
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 
@@ -63,5 +65,5 @@ def summarize(run_dir: str | os.PathLike) -> dict:
 def write_summary(run_dir: str | os.PathLike) -> dict:
     """Write summarize(run_dir) to run_dir/summary.json and return it."""
     summary = summarize(run_dir)
-    (Path(run_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write(Path(run_dir) / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
     return summary

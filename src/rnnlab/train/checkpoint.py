@@ -15,36 +15,13 @@ from pathlib import Path
 
 import torch
 
+from rnnlab.files import atomic_write
+
 DIGEST_KEY = "sha256"
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint file that cannot be trusted: unreadable, truncated or altered."""
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` so that a reader sees the old file or the new one, never a mix.
-
-    The bytes go to a temporary file in the same folder (so the rename stays on one file
-    system), are fsynced, and replace `path` in one `os.replace`; the folder is then fsynced so
-    the rename itself survives a power cut.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def content_digest(obj) -> str:
@@ -86,7 +63,7 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
         raise ValueError(f"state must not hold the key {DIGEST_KEY!r}; save_checkpoint adds it")
     buffer = io.BytesIO()
     torch.save({**state, DIGEST_KEY: content_digest(state)}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:

@@ -28,8 +28,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from rnnlab.files import atomic_write
 from rnnlab.report import plot_confusion, plot_curves, write_summary
-from rnnlab.train.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from rnnlab.train.checkpoint import load_checkpoint, save_checkpoint
 from rnnlab.train.config import TrainConfig
 from rnnlab.train.metrics import append_metrics, rewrite_metrics
 from rnnlab.train.seed import capture_rng_state, restore_rng_state, seed_everything
@@ -433,9 +434,7 @@ def fit(
     else:
         if main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(
-                run_dir / CONFIG_FILE, json.dumps(config.to_dict(), indent=2).encode()
-            )
+            atomic_write(run_dir / CONFIG_FILE, json.dumps(config.to_dict(), indent=2).encode())
             rewrite_metrics(metrics_path, [])  # a run killed before its first checkpoint
             best_path.unlink(missing_ok=True)
         seed_everything(config.seed)

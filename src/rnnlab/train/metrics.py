@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 
-from rnnlab.train.checkpoint import atomic_write_bytes
+from rnnlab.files import atomic_write
 
 
 def append_metrics(path: str | os.PathLike, record: dict) -> None:
@@ -26,4 +26,4 @@ def append_metrics(path: str | os.PathLike, record: dict) -> None:
 
 def rewrite_metrics(path: str | os.PathLike, records: list[dict]) -> None:
     """Replace the file, atomically, by `records` one per line (empty list: an empty file)."""
-    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in records).encode())
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in records).encode())

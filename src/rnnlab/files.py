@@ -1,0 +1,41 @@
+"""Writing a file so that a reader sees the old one or the whole new one, never a part.
+
+The one helper every layer uses for the files it leaves behind (cache entries, checkpoints,
+metrics, summaries, run records); it imports nothing from rnnlab.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | bytearray) -> None:
+    """Write `data` to `path` atomically and durably.
+
+    The bytes go to a temporary file in the same folder (so the rename stays on one file
+    system), are fsynced, and replace `path` in one `os.replace`; the folder is then fsynced
+    so that the rename itself survives a power cut.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if os.name == "posix":
+                os.fchmod(f.fileno(), 0o644)  # mkstemp's 0600 would hide a shared cache
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if os.name == "posix":  # Windows cannot open a folder to fsync it
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
