@@ -190,16 +190,33 @@ def test_predict_refuses_an_image_of_the_wrong_size(tiny_mnist, tmp_path):
         main(["predict", str(tmp_path / "mnist"), "--image", str(png)])
 
 
-def test_evaluate_refuses_a_folder_that_is_not_a_run(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not an rnnlab run folder"):
-        main(["evaluate", str(tmp_path)])
+def test_evaluate_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rnnlab evaluate: error: ") and "not an rnnlab run folder" in err
+    assert "Traceback" not in err
 
 
-def test_a_finished_run_is_not_overwritten_without_resume(tmp_path):
+def test_a_finished_run_is_not_overwritten_without_resume(tmp_path, capsys):
     assert main(["seq2seq", "--out-dir", str(tmp_path), *QUIET]) == 0
-    with pytest.raises(Exception, match="resume"):
-        main(["seq2seq", "--out-dir", str(tmp_path), *QUIET])
+    before = (tmp_path / "seq2seq" / "metrics.jsonl").read_text()
+    assert main(["seq2seq", "--out-dir", str(tmp_path), *QUIET]) == 2
+    assert "resume" in capsys.readouterr().err
     assert main(["seq2seq", "--out-dir", str(tmp_path), "--resume", *QUIET]) == 0
+    assert (tmp_path / "seq2seq" / "metrics.jsonl").read_text() == before
+
+
+def test_a_resumed_run_refuses_changed_experiment_settings(tmp_path, capsys):
+    assert main(["seq2seq", "--out-dir", str(tmp_path), *QUIET]) == 0
+    assert main(["seq2seq", "--hidden", "16", "--resume", "--out-dir", str(tmp_path), *QUIET]) == 2
+    assert "hidden: 8 -> 16" in capsys.readouterr().err
+
+
+def test_bad_option_values_end_in_one_line_not_a_traceback(capsys):
+    assert main(["seq2seq", "--input", "hello", "--target", "ohlo", *QUIET]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rnnlab seq2seq: error: pair 0: source 'hello' has 5 characters")
+    assert "Traceback" not in err
 
 
 def test_bad_choices_are_refused_listing_the_valid_ones(capsys):
