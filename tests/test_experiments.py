@@ -286,3 +286,14 @@ def test_experiment_configs_refuse_bad_settings_naming_them(settings, message):
     for config_class in (MnistConfig, Seq2SeqConfig):
         with pytest.raises(ValueError, match=re.escape(message)):
             config_class(**settings)
+
+
+def test_predict_and_evaluate_name_tokens_the_run_never_saw(tmp_path, capsys):
+    assert main(["seq2seq", "--out-dir", str(tmp_path), *QUIET]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "seq2seq"), "--text", "hexxo"]) == 2
+    assert "holds tokens this run was never trained on: 'x'" in capsys.readouterr().err
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("hallo\tohlol\n")
+    assert main(["evaluate", str(tmp_path / "seq2seq"), "--pairs", str(pairs)]) == 2
+    assert "never trained on: 'a'; it knows 'e', 'h', 'l', 'o'" in capsys.readouterr().err

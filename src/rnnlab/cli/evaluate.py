@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     elif record["experiment"] == seq2seq.NAME:
         config, vocab, model = seq2seq.restore(args.run_dir, record)
         pairs = read_pairs(args.pairs, config.level) if args.pairs else seq2seq.load_pairs(config)
+        texts = [text for pair in pairs for text in (pair.source, pair.target)]
+        seq2seq.check_known(vocab, texts, f"pairs file {args.pairs}")
         dataset = PairDataset(pairs, vocab)
         loader = seq2seq.loader(dataset, config.batch_size, shuffle=False)
         result = evaluate(model, loader, limit_batches=limit)

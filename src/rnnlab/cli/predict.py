@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         if args.text is None:
             raise SystemExit("a seq2seq run predicts from --text")
         _, vocab, model = seq2seq.restore(args.run_dir, record)
+        seq2seq.check_known(vocab, [args.text], f"--text {args.text!r}")
         print(seq2seq.translate(model, vocab, args.text))
         return 0
     if record["experiment"] != mnist.NAME:

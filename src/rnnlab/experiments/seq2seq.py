@@ -17,7 +17,14 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 
-from rnnlab.data import PairDataset, SequencePair, Vocabulary, read_pairs, sequence_pairs
+from rnnlab.data import (
+    PairDataset,
+    SequencePair,
+    Vocabulary,
+    read_pairs,
+    sequence_pairs,
+    tokenize,
+)
 from rnnlab.experiments.saved import claim_experiment, load_weights
 from rnnlab.models import SequenceTagger, check_rnn_settings
 from rnnlab.train import (
@@ -100,6 +107,16 @@ def loader(dataset: PairDataset, batch_size: int, shuffle: bool) -> DataLoader:
         collate_fn=collate,
         generator=torch.Generator(),
     )
+
+
+def check_known(vocab: Vocabulary, texts: list[str], what: str) -> None:
+    """Refuse texts with tokens the vocabulary never saw, naming them and the known ones."""
+    unknown = sorted({t for text in texts for t in tokenize(text, vocab.level) if t not in vocab})
+    if unknown:
+        raise ValueError(
+            f"{what} holds tokens this run was never trained on: {', '.join(map(repr, unknown))}; "
+            f"it knows {', '.join(map(repr, vocab.tokens))}"
+        )
 
 
 def translate(model: SequenceTagger, vocab: Vocabulary, text: str) -> str:
