@@ -33,7 +33,7 @@ def add_parser(subparsers) -> None:
         "--shape",
         action="append",
         choices=[s.name for s in SHAPES],
-        help="run only these shapes (repeatable); default: all",
+        help="run only these shapes (repeatable); None: all of them",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the rows to this JSON file")
     parser.add_argument(

@@ -45,7 +45,7 @@ def add_parser(subparsers) -> None:
     )
     mnist_cli.add_experiment_arguments(m)
     m.set_defaults(val_size=0)  # the held-out fold is the validation set
-    add_train_arguments(m, **mnist_cli.TRAIN_DEFAULTS)
+    add_train_arguments(m, **mnist.TRAIN_DEFAULTS)
     group = add_cv_arguments(m)
     group.add_argument(
         "--no-stratify",
@@ -67,7 +67,7 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     seq2seq_cli.add_experiment_arguments(s)
-    add_train_arguments(s, **seq2seq_cli.TRAIN_DEFAULTS)
+    add_train_arguments(s, **seq2seq.TRAIN_DEFAULTS)
     add_cv_arguments(s)
     s.set_defaults(run=run_seq2seq)
 

@@ -9,9 +9,6 @@ from rnnlab.cli.options import add_rnn_arguments, add_train_arguments, train_con
 from rnnlab.experiments import mnist
 from rnnlab.models import INITS
 
-# The training options' defaults for this experiment (shared with `rnnlab cv mnist`).
-TRAIN_DEFAULTS = dict(epochs=10, lr=1e-3, schedule="cosine", grad_clip=1.0)
-
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -20,7 +17,7 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_experiment_arguments(parser)
-    add_train_arguments(parser, **TRAIN_DEFAULTS)
+    add_train_arguments(parser, **mnist.TRAIN_DEFAULTS)
     parser.set_defaults(run=run)
 
 

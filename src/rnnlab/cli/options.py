@@ -80,7 +80,8 @@ def add_train_arguments(
     run.add_argument(
         "--name",
         default=None,
-        help="run name: the folder is OUT_DIR/NAME (default: the experiment's name)",
+        help="run name, the folder is OUT_DIR/NAME; None: the experiment's own "
+        "(mnist, fashion-mnist-torch, seq2seq, cv-mnist, ...)",
     )
     run.add_argument("--out-dir", default="runs", help="parent folder of the runs")
     run.add_argument(

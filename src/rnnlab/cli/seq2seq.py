@@ -8,10 +8,6 @@ from rnnlab.cli import options
 from rnnlab.cli.options import add_rnn_arguments, add_train_arguments, train_config_from_args
 from rnnlab.experiments import seq2seq
 
-# The seed's recipe: Adam at 0.1 for 15 epochs, one step each on the single pair (shared with
-# `rnnlab cv seq2seq`).
-TRAIN_DEFAULTS = dict(epochs=15, lr=0.1)
-
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -20,7 +16,7 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_experiment_arguments(parser)
-    add_train_arguments(parser, **TRAIN_DEFAULTS)
+    add_train_arguments(parser, **seq2seq.TRAIN_DEFAULTS)
     parser.set_defaults(run=run)
 
 

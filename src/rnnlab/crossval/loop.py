@@ -32,9 +32,17 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from rnnlab.crossval.folds import fold_indices
 from rnnlab.crossval.summary import plot_fold_curves, summarize_folds
 from rnnlab.files import atomic_write
-from rnnlab.train import TrainConfig, cross_entropy, evaluate, fit, load_checkpoint, seed_everything
+from rnnlab.train import (
+    BEST_FILE,
+    PRESENTATION_FIELDS,
+    TrainConfig,
+    cross_entropy,
+    evaluate,
+    fit,
+    load_checkpoint,
+    seed_everything,
+)
 from rnnlab.train.checkpoint import content_digest
-from rnnlab.train.loop import BEST_FILE, PRESENTATION_FIELDS
 
 FOLD_FILE = "fold.json"  # in a fold's folder: its result, written last; the fold is done
 PLAN_FILE = "cv_plan.json"  # what the folds are; a later run must match it to continue them

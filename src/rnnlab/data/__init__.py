@@ -22,6 +22,7 @@ from rnnlab.data.mnist import (
 from rnnlab.data.safe_pickle import UnsafePickleError, load_array_pickle
 from rnnlab.data.text import (
     HELLO,
+    LEVELS,
     UNK,
     PairDataset,
     SequencePair,
@@ -34,6 +35,7 @@ from rnnlab.data.text import (
 __all__ = [
     "FASHION_MNIST",
     "HELLO",
+    "LEVELS",
     "MNIST",
     "SPECS",
     "UNK",

@@ -35,6 +35,9 @@ from rnnlab.train import (
 )
 
 NAME = "mnist"
+# The training recipe the README reports (98.35-98.62% on MNIST over 3 seeds).
+# TrainConfig fields; the command line shows them as its defaults.
+TRAIN_DEFAULTS = dict(epochs=10, lr=1e-3, schedule="cosine", grad_clip=1.0)
 DATASETS = ("mnist", "fashion-mnist")
 TEST_FILE = "test.json"
 

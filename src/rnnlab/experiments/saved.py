@@ -17,6 +17,9 @@ from rnnlab.files import atomic_write
 from rnnlab.train import load_checkpoint
 
 EXPERIMENT_FILE = "experiment.json"
+# Config fields that say where the data came from, not what it is (every source is checked
+# against the same checksums): a resumed run may read its data from elsewhere.
+WHERE_NOT_WHAT = ("data_dir",)
 WEIGHTS_FILES = ("best.pt", "checkpoint.pt")  # the best model by validation, else the last
 
 
@@ -36,6 +39,9 @@ def claim_experiment(run_dir: str | Path, experiment: str, config: dict, **extra
         save_experiment(run_dir, experiment, config, **extra)
         return
     saved = read_experiment(run_dir)
+    for settings in (saved.get("config", {}), record["config"]):
+        for key in WHERE_NOT_WHAT:
+            settings.pop(key, None)
     if saved != record:
         old, new = saved.get("config", {}), record["config"]
         changed = [

@@ -32,15 +32,15 @@ def reference_layer(
     """
     offsets = step_offsets(batch_sizes)
     times = range(len(batch_sizes))
-    outs: list[Tensor] = [x] * len(batch_sizes)
-    finished: list[Tensor] = []  # forward: rows of sequences that ended, last-ended first
+    outs: list[Tensor | None] = [None] * len(batch_sizes)  # h_t of every step, in time order
+    finished: list[Tensor] = []  # forward: rows of ended sequences, in the order they ended
     h = h0[: batch_sizes[-1]] if reverse else h0  # (b, H)
     for t in reversed(times) if reverse else times:
         rows = batch_sizes[t]
         if reverse and rows > h.size(0):  # shorter sequences start here, from h0
             h = torch.cat([h, h0[h.size(0) : rows]])  # (rows, H)
         elif not reverse and rows < h.size(0):  # sequences that ended at t - 1
-            finished.append(h[rows:])
+            finished.append(h[rows:])  # (h.size(0) - rows, H)
             h = h[:rows]  # (rows, H)
         x_t = x[offsets[t] : offsets[t] + rows]  # (rows, I)
         h = rnn_cell(x_t, h, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity)  # (rows, H)

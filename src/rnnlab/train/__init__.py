@@ -18,7 +18,9 @@ from rnnlab.train.distributed import (
     wrap_model,
 )
 from rnnlab.train.loop import (
+    BEST_FILE,
     IGNORE_INDEX,
+    PRESENTATION_FIELDS,
     TIMING_KEYS,
     EvalResult,
     FitResult,
@@ -32,8 +34,10 @@ from rnnlab.train.loop import (
 from rnnlab.train.seed import capture_rng_state, restore_rng_state, seed_everything
 
 __all__ = [
+    "BEST_FILE",
     "IGNORE_INDEX",
     "OPTIMIZERS",
+    "PRESENTATION_FIELDS",
     "SCHEDULES",
     "TIMING_KEYS",
     "CheckpointError",

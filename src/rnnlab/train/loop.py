@@ -450,7 +450,7 @@ def fit(
                 loader.sampler.set_epoch(epoch)  # DistributedSampler reshuffles per epoch
 
         model.train()
-        loss_sum, correct, count = 0.0, 0, 0
+        loss_sum, correct, count, samples = 0.0, 0, 0, 0
         bar = tqdm(
             train_loader,
             total=steps_per_epoch,
@@ -464,6 +464,7 @@ def fit(
             if i == steps_per_epoch:
                 break
             logits = model(_to_device(inputs, device))
+            samples += targets.shape[0]  # sequences or images, whatever each one scores
             logits, targets = _flatten(logits, _to_device(targets, device))  # (N, C), (N,)
             loss = loss_fn(logits, targets)
             value = loss.item()
@@ -498,8 +499,8 @@ def fit(
                 bar.set_postfix(loss=f"{loss_sum / count:.4f}", refresh=False)
         bar.close()
         train_seconds = time.perf_counter() - started
-        sums = torch.tensor([loss_sum, correct, count], dtype=torch.float64, device=device)
-        loss_sum, correct, count = _all_reduce_sum(sums).tolist()
+        sums = torch.tensor([loss_sum, correct, count, samples], dtype=torch.float64, device=device)
+        loss_sum, correct, count, samples = _all_reduce_sum(sums).tolist()
 
         record = {
             "epoch": epoch,
@@ -526,7 +527,7 @@ def fit(
             with torch.no_grad():
                 extra = _check_extra(on_epoch_end(epoch, model), record)
             record.update(extra)
-        record["samples_per_s"] = count / train_seconds
+        record["samples_per_s"] = samples / train_seconds
         record["seconds"] = time.perf_counter() - started
         history.append(record)
 
