@@ -50,7 +50,7 @@ class FusedRNNLayer(torch.autograd.Function):
         else:
             out = (
                 torch.mm(x, weight_ih.t()) if bias is None else torch.addmm(bias, x, weight_ih.t())
-            )
+            )  # (N, H)
             w_rec, start, act_ = weight_hh.t().contiguous(), h0, torch.relu_  # (H, H), (B, H)
         steps = out.split(batch_sizes)  # T views (b_t, H) of one buffer, written in place
         order = _visit_order(len(batch_sizes), reverse)
@@ -87,7 +87,7 @@ class FusedRNNLayer(torch.autograd.Function):
         # * act'(z_t), where a row that the next visited step did not carry on takes its
         # gradient from h_n instead (its sequence ended here).
         dz = grad_out.clone()  # (N, H), accumulated in place
-        dz_steps, slopes = dz.split(batch_sizes), slope.split(batch_sizes)
+        dz_steps, slopes = dz.split(batch_sizes), slope.split(batch_sizes)  # T views (b_t, H)
         dh0 = torch.zeros_like(h0)  # (B, H)
         order = _visit_order(len(batch_sizes), ctx.reverse)
         after, after_rows = None, 0  # dz of the step visited after this one
@@ -105,12 +105,14 @@ class FusedRNNLayer(torch.autograd.Function):
             d.mul_(slopes[t])
             prev_rows = batch_sizes[order[i - 1]] if i > 0 else 0
             if rows > prev_rows:  # rows that started from h0 at this step
-                dh0[prev_rows:rows] = d[prev_rows:] @ weight_hh
+                dh0[prev_rows:rows] = d[prev_rows:] @ weight_hh  # (rows - prev_rows, H)
             after, after_rows = d, rows
         need = ctx.needs_input_grad
         dx = dz @ weight_ih if need[0] else None  # (N, I)
         dw_ih = dz.t() @ x if need[2] else None  # (H, I)
-        dw_hh = _recurrent_weight_grad(dz, out, h0, order, batch_sizes) if need[3] else None
+        dw_hh = (
+            _recurrent_weight_grad(dz, out, h0, order, batch_sizes) if need[3] else None
+        )  # (H, H)
         db = dz.sum(0) if ctx.has_bias and (need[4] or need[5]) else None  # (H,)
         return dx, dh0 if need[1] else None, dw_ih, dw_hh, db, db, None, None, None
 
@@ -125,11 +127,11 @@ def _final_hidden(h_steps: tuple[Tensor, ...], order: list[int], batch_sizes: li
     pieces, seen = [], 0
     for t in reversed(order):
         if batch_sizes[t] > seen:
-            pieces.append(h_steps[t][seen : batch_sizes[t]])
+            pieces.append(h_steps[t][seen : batch_sizes[t]])  # (b_t - seen, H)
             seen = batch_sizes[t]
     if len(pieces) == 1:
-        return pieces[0].clone()
-    return torch.cat(pieces) if pieces else h_steps[0].clone()  # no pieces: an empty batch
+        return pieces[0].clone()  # (B, H)
+    return torch.cat(pieces) if pieces else h_steps[0].clone()  # (B, H); none: an empty batch
 
 
 def _recurrent_weight_grad(dz, out, h0, order: list[int], batch_sizes: list[int]) -> Tensor:
@@ -152,9 +154,9 @@ def _previous_hidden(h_steps, h0: Tensor, order: list[int], batch_sizes: list[in
         rows = batch_sizes[t]
         carried = min(rows, prev_rows)
         if carried:
-            pieces[t].append(prev[:carried])
+            pieces[t].append(prev[:carried])  # (carried, H): continuing sequences
         if rows > carried:
-            pieces[t].append(h0[carried:rows])
+            pieces[t].append(h0[carried:rows])  # (rows - carried, H): sequences starting here
         prev, prev_rows = h_steps[t], rows
     return torch.cat([p for step in pieces for p in step])  # (N, H)
 

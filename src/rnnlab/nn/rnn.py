@@ -153,7 +153,7 @@ class RNN(nn.Module):
             batch_sizes = batch_sizes_t.tolist()
             batch = batch_sizes[0]
             if hx is not None and sorted_indices is not None:
-                hx = hx.index_select(1, sorted_indices)
+                hx = hx.index_select(1, sorted_indices)  # (D*L, B, H), in the packed order
             self._check_input(data, packed=True)
         else:
             if input.dim() not in (2, 3):
@@ -193,7 +193,7 @@ class RNN(nn.Module):
 
         if packed:
             if unsorted_indices is not None:
-                h_n = h_n.index_select(1, unsorted_indices)
+                h_n = h_n.index_select(1, unsorted_indices)  # (D*L, B, H), in the caller's order
             return PackedSequence(output, batch_sizes_t, sorted_indices, unsorted_indices), h_n
         output = output.view(steps, batch, output.size(-1))  # (T, B, D*H)
         if self.batch_first:
