@@ -28,6 +28,14 @@ def tiny_mnist(tiny_release, tmp_path, cache_root, monkeypatch) -> Path:
     return tiny_release.write(tmp_path / "idx")
 
 
+@pytest.fixture
+def tiny_mnist_run(tiny_mnist, tmp_path) -> Path:
+    """The folder of a finished one-epoch `rnnlab mnist` run on the tiny release."""
+    args = ["mnist", "--data-dir", str(tiny_mnist), "--val-size", "5", "--hidden", "8"]
+    assert main([*args, "--epochs", "1", "--out-dir", str(tmp_path), *QUIET]) == 0
+    return tmp_path / "mnist"
+
+
 def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
@@ -137,23 +145,10 @@ def test_mnist_trains_with_every_impl_and_init(tiny_mnist, tmp_path, impl, init)
     assert all(np.isfinite(r["train_loss"]) for r in history)
 
 
-def test_mnist_evaluate_and_predict_from_index_and_png(tiny_mnist, tmp_path, capsys):
-    args = [
-        "mnist",
-        "--data-dir",
-        str(tiny_mnist),
-        "--val-size",
-        "5",
-        "--hidden",
-        "8",
-        "--epochs",
-        "1",
-        "--out-dir",
-        str(tmp_path),
-        *QUIET,
-    ]
-    assert main(args) == 0
-    run_dir = tmp_path / "mnist"
+def test_mnist_evaluate_and_predict_from_index_and_png(
+    tiny_mnist, tiny_mnist_run, tmp_path, capsys
+):
+    run_dir = tiny_mnist_run
     capsys.readouterr()
     assert main(["evaluate", str(run_dir), "--data-dir", str(tiny_mnist)]) == 0
     assert json.loads(capsys.readouterr().out)["count"] == 10
@@ -168,26 +163,11 @@ def test_mnist_evaluate_and_predict_from_index_and_png(tiny_mnist, tmp_path, cap
     assert sum(probabilities) == pytest.approx(1.0, abs=1e-3)
 
 
-def test_predict_refuses_an_image_of_the_wrong_size(tiny_mnist, tmp_path):
-    args = [
-        "mnist",
-        "--data-dir",
-        str(tiny_mnist),
-        "--val-size",
-        "5",
-        "--hidden",
-        "8",
-        "--epochs",
-        "1",
-        "--out-dir",
-        str(tmp_path),
-        *QUIET,
-    ]
-    assert main(args) == 0
+def test_predict_refuses_an_image_of_the_wrong_size(tiny_mnist_run, tmp_path):
     png = tmp_path / "big.png"
     Image.fromarray(np.zeros((32, 32), dtype=np.uint8)).save(png)
     with pytest.raises(SystemExit, match="expected a 28x28 image, got 32x32"):
-        main(["predict", str(tmp_path / "mnist"), "--image", str(png)])
+        main(["predict", str(tiny_mnist_run), "--image", str(png)])
 
 
 def test_evaluate_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
@@ -251,24 +231,9 @@ def test_seq2seq_dry_run_trains_one_epoch_into_a_temporary_folder(tmp_path, caps
     assert run_dir.parent.name.startswith("rnnlab-dry-run-")  # not under ./runs
 
 
-def test_evaluate_dry_run_scores_at_most_two_batches(tiny_mnist, tmp_path, capsys):
-    args = [
-        "mnist",
-        "--data-dir",
-        str(tiny_mnist),
-        "--val-size",
-        "5",
-        "--hidden",
-        "8",
-        "--epochs",
-        "1",
-        "--out-dir",
-        str(tmp_path),
-        *QUIET,
-    ]
-    assert main(args) == 0
+def test_evaluate_dry_run_scores_at_most_two_batches(tiny_mnist, tiny_mnist_run, capsys):
     capsys.readouterr()
-    evaluate = ["evaluate", str(tmp_path / "mnist"), "--data-dir", str(tiny_mnist), "--dry-run"]
+    evaluate = ["evaluate", str(tiny_mnist_run), "--data-dir", str(tiny_mnist), "--dry-run"]
     assert main(evaluate) == 0
     assert json.loads(capsys.readouterr().out)["count"] == 10  # one batch of 1000 holds all ten
 
