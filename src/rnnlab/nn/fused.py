@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from rnnlab.nn.cell import activation
+from rnnlab.nn.reference import reference_layer
 
 
 class FusedRNNLayer(torch.autograd.Function):
@@ -69,15 +69,18 @@ class FusedRNNLayer(torch.autograd.Function):
         if nonlin == "tanh":
             out.mul_(2).sub_(1)  # (N, H): h = 2 s - 1
         h_n = _final_hidden(steps, order, batch_sizes)  # (B, H)
-        ctx.save_for_backward(x, h0, weight_ih, weight_hh, out)
+        ctx.save_for_backward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, out)
         ctx.batch_sizes, ctx.nonlin, ctx.reverse = batch_sizes, nonlin, reverse
         ctx.has_bias = bias_ih is not None
         return out, h_n
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out, grad_h_n):
-        x, h0, weight_ih, weight_hh, out = ctx.saved_tensors
+        if (
+            torch.is_grad_enabled()
+        ):  # backward(create_graph=True): its result will be differentiated
+            return _differentiable_backward(ctx, grad_out, grad_h_n)
+        x, h0, weight_ih, weight_hh, _, _, out = ctx.saved_tensors
         batch_sizes = ctx.batch_sizes
         if ctx.nonlin == "tanh":
             slope = 1 - out * out  # (N, H): tanh'(z) = 1 - h^2
@@ -115,6 +118,25 @@ class FusedRNNLayer(torch.autograd.Function):
         )  # (H, H)
         db = dz.sum(0) if ctx.has_bias and (need[4] or need[5]) else None  # (H,)
         return dx, dh0 if need[1] else None, dw_ih, dw_hh, db, db, None, None, None
+
+
+def _differentiable_backward(ctx, grad_out: Tensor, grad_h_n: Tensor) -> tuple:
+    """The backward as a graph autograd can differentiate again (gradient penalties, Hessian
+    products): the layer is recomputed with the reference loop and differentiated by autograd.
+    Slower than the hand-written backward, and only taken when create_graph asks for it."""
+    x, h0, weight_ih, weight_hh, bias_ih, bias_hh, _ = ctx.saved_tensors
+    inputs = (x, h0, weight_ih, weight_hh, bias_ih, bias_hh)
+    wanted = [i for i, need in enumerate(ctx.needs_input_grad[:6]) if need]
+    out, h_n = reference_layer(
+        x, ctx.batch_sizes, h0, weight_ih, weight_hh, bias_ih, bias_hh, ctx.nonlin, ctx.reverse
+    )  # (N, H), (B, H)
+    grads = torch.autograd.grad(
+        (out, h_n), [inputs[i] for i in wanted], (grad_out, grad_h_n), create_graph=True
+    )
+    result: list[Tensor | None] = [None] * 9  # one per forward argument
+    for i, grad in zip(wanted, grads, strict=True):
+        result[i] = grad
+    return tuple(result)
 
 
 def _visit_order(steps: int, reverse: bool) -> list[int]:
