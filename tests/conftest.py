@@ -31,9 +31,17 @@ from rnnlab.data.idx import encode_idx
 from rnnlab.data.mnist import IDXFile, MNISTSpec, PackageSource
 from rnnlab.nn import rnn as rnn_module
 
-# The tensors here are tiny: intra-op threads only add overhead, and on a shared two-core
-# machine they spin against other processes (the suite went from ~5 s to ~50 s under load).
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test on one torch thread, restored after it: the tensors here are tiny, so
+    intra-op threads only add overhead, and on a shared two-core machine they spin against
+    other processes (the suite went from ~5 s to ~50 s under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 IMPLS = ("fused", "reference")
 DTYPES = (torch.float64, torch.float32)

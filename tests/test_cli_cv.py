@@ -7,7 +7,6 @@ import re
 import tempfile
 
 import pytest
-import torch
 
 from rnnlab.cli import build_parser, main
 from rnnlab.crossval import CURVES_FILE, CV_FILE, FOLD_FILE
@@ -16,14 +15,6 @@ from rnnlab.data import SPECS
 pytestmark = pytest.mark.usefixtures("no_network", "one_thread")
 
 TINY_MODEL = ["--hidden", "4", "--layers", "1", "--no-progress"]
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -26,15 +26,6 @@ from rnnlab.train import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: extra intra-op threads only spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class LastStep(nn.Module):
     """A one-layer RNN classifying a sequence from its last hidden state: (B, T, I) -> (B, C)."""
 
