@@ -22,6 +22,7 @@ from rnnlab.crossval import (
 from rnnlab.report import read_metrics
 from rnnlab.train import (
     TIMING_KEYS,
+    RunRecord,
     TrainConfig,
     cross_entropy,
     load_checkpoint,
@@ -208,7 +209,7 @@ def test_a_rerun_skips_finished_folds_and_resumes_the_interrupted_one(tmp_path, 
 
 def test_a_rerun_with_other_settings_is_refused(tmp_path):
     run_cv(tmp_path, epochs=1)
-    with pytest.raises(ValueError, match=r"other settings \(train: .*'epochs': 1.*'epochs': 2"):
+    with pytest.raises(ValueError, match=r"other settings \(train.epochs: 1 -> 2\)"):
         run_cv(tmp_path, epochs=2)
 
 
@@ -245,10 +246,10 @@ def test_cv_json_holds_every_fold_the_mean_and_std_and_the_record(tmp_path):
         tmp_path,
         plots=True,
         test_dataset=dataset,
-        record={"experiment": "toy", "config": {"hidden": 8}},
+        record=RunRecord(experiment="toy", config={"hidden": 8}, train={}),
     )
     cv = json.loads((result.run_dir / CV_FILE).read_text())
-    assert cv["experiment"] == "toy" and cv["config"] == {"hidden": 8}
+    assert cv["run"]["experiment"] == "toy" and cv["run"]["config"] == {"hidden": 8}
     assert (cv["folds"], cv["samples"], cv["stratified"], cv["shuffle"]) == (3, 30, True, True)
     assert cv["train"]["epochs"] == 2
     assert [f["fold"] for f in cv["per_fold"]] == [0, 1, 2]

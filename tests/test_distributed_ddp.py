@@ -208,6 +208,7 @@ def test_two_process_fit_writes_on_rank_0_reduces_metrics_and_resumes_on_one_pro
         "metrics.jsonl",
         "checkpoint.pt",
         "best.pt",
+        ".lock",
     }
     two = read_metrics(run)
     assert [r["epoch"] for r in two] == [1, 2]

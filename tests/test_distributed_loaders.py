@@ -8,12 +8,12 @@ from torch.utils.data import TensorDataset
 
 from rnnlab.train import (
     DistributedContext,
-    ShardSampler,
     init_distributed,
     make_eval_loader,
     make_loader,
     wrap_model,
 )
+from rnnlab.train.distributed import ShardSampler
 
 TORCHRUN_VARIABLES = (
     "RANK",

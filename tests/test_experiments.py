@@ -15,7 +15,7 @@ from PIL import Image
 from rnnlab.cli import main
 from rnnlab.data import mnist as mnist_data
 from rnnlab.experiments.mnist import MnistConfig
-from rnnlab.experiments.seq2seq import Seq2SeqConfig, load_pairs
+from rnnlab.experiments.seq2seq import Seq2SeqConfig, load_data
 from rnnlab.models import RowClassifier, SequenceTagger, make_rnn
 
 QUIET = ["--no-progress", "--no-plots"]
@@ -81,7 +81,7 @@ def test_seq2seq_word_pairs_of_unequal_length_are_padded_and_learned(tmp_path):
 
 def test_seq2seq_pair_of_unequal_length_is_refused_naming_it():
     with pytest.raises(ValueError, match=r"'hello' has 5 characters, target 'oh' has 2"):
-        load_pairs(Seq2SeqConfig(input="hello", target="oh"))
+        load_data(Seq2SeqConfig(input="hello", target="oh"))
 
 
 def test_evaluate_and_predict_rebuild_a_seq2seq_run(tmp_path, capsys):
@@ -93,27 +93,29 @@ def test_evaluate_and_predict_rebuild_a_seq2seq_run(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == "ohlol"
 
 
-def test_mnist_dry_run_writes_a_complete_run(tiny_mnist, tmp_path, capsys):
+def test_mnist_dry_run_scores_the_test_split_and_leaves_nothing_behind(
+    tiny_mnist, tmp_path, capsys
+):
     args = ["mnist", "--data-dir", str(tiny_mnist), "--val-size", "5", "--hidden", "8"]
     assert main([*args, "--dry-run", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    run_dir = Path(out.split("written to ")[1].split()[0]) / "mnist"
+    assert "test accuracy" in out
+    assert not Path(out.split(" in ")[1].split()[0]).exists()  # the temporary folder is gone
+
+
+def test_mnist_run_writes_a_complete_run_folder(tiny_mnist_run, capsys):
+    run_dir = tiny_mnist_run
     for name in (
         "config.json",
-        "experiment.json",
         "metrics.jsonl",
         "checkpoint.pt",
         "best.pt",
         "test.json",
         "summary.json",
-        "loss.png",
-        "accuracy.png",
-        "confusion.png",
     ):
         assert (run_dir / name).is_file(), name
     test = json.loads((run_dir / "test.json").read_text())
     assert test["count"] == 10 and 0 <= test["test_acc"] <= 1
-    assert "test accuracy" in out
 
 
 @pytest.mark.parametrize("impl", ["rnnlab", "rnnlab-reference", "torch"])
@@ -163,11 +165,11 @@ def test_mnist_evaluate_and_predict_from_index_and_png(
     assert sum(probabilities) == pytest.approx(1.0, abs=1e-3)
 
 
-def test_predict_refuses_an_image_of_the_wrong_size(tiny_mnist_run, tmp_path):
+def test_predict_refuses_an_image_of_the_wrong_size(tiny_mnist_run, tmp_path, capsys):
     png = tmp_path / "big.png"
     Image.fromarray(np.zeros((32, 32), dtype=np.uint8)).save(png)
-    with pytest.raises(SystemExit, match="expected a 28x28 image, got 32x32"):
-        main(["predict", str(tiny_mnist_run), "--image", str(png)])
+    assert main(["predict", str(tiny_mnist_run), "--image", str(png)]) == 2
+    assert "expected a 28x28 image, got 32x32" in capsys.readouterr().err
 
 
 def test_evaluate_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
@@ -186,10 +188,24 @@ def test_a_finished_run_is_not_overwritten_without_resume(tmp_path, capsys):
     assert (tmp_path / "seq2seq" / "metrics.jsonl").read_text() == before
 
 
-def test_a_resumed_run_refuses_changed_experiment_settings(tmp_path, capsys):
+def test_a_named_run_refuses_changed_experiment_settings(tmp_path, capsys):
     assert main(["seq2seq", "--out-dir", str(tmp_path), *QUIET]) == 0
-    assert main(["seq2seq", "--hidden", "16", "--resume", "--out-dir", str(tmp_path), *QUIET]) == 2
-    assert "hidden: 8 -> 16" in capsys.readouterr().err
+    before = (tmp_path / "seq2seq" / "metrics.jsonl").read_text()
+    args = ["seq2seq", "--hidden", "16", "--name", "seq2seq", "--out-dir", str(tmp_path)]
+    assert main([*args, "--resume", *QUIET]) == 2
+    assert "config.hidden: 8 -> 16" in capsys.readouterr().err
+    assert (tmp_path / "seq2seq" / "metrics.jsonl").read_text() == before  # never overwritten
+
+
+def test_a_run_with_other_settings_gets_a_folder_of_its_own(tmp_path, capsys):
+    assert main(["seq2seq", "--out-dir", str(tmp_path), *QUIET]) == 0
+    capsys.readouterr()
+    assert main(["seq2seq", "--embedding", "10", "--out-dir", str(tmp_path), *QUIET]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"run folder: {tmp_path / 'seq2seq-2'}"
+    assert main(["seq2seq", "--out-dir", str(tmp_path), "--resume", *QUIET]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"run folder: {tmp_path / 'seq2seq'}"
+    assert main(["seq2seq", "--embedding", "10", "--out-dir", str(tmp_path), "--resume"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"run folder: {tmp_path / 'seq2seq-2'}"
 
 
 def test_bad_option_values_end_in_one_line_not_a_traceback(capsys):
@@ -200,8 +216,7 @@ def test_bad_option_values_end_in_one_line_not_a_traceback(capsys):
 
 
 def test_bad_choices_are_refused_listing_the_valid_ones(capsys):
-    with pytest.raises(SystemExit):
-        main(["mnist", "--impl", "keras"])
+    assert main(["mnist", "--impl", "keras"]) == 2
     assert "choose from 'rnnlab', 'rnnlab-reference', 'torch'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="impl must be one of rnnlab, rnnlab-reference, torch"):
         make_rnn("keras", 3, 4)
@@ -226,9 +241,9 @@ def test_models_map_shapes_as_documented():
 def test_seq2seq_dry_run_trains_one_epoch_into_a_temporary_folder(tmp_path, capsys):
     assert main(["seq2seq", "--dry-run", *QUIET]) == 0
     out = capsys.readouterr().out
-    run_dir = Path(out.split("written to ")[1].split()[0]) / "seq2seq"
-    assert [r["epoch"] for r in metrics(run_dir)] == [1]
-    assert run_dir.parent.name.startswith("rnnlab-dry-run-")  # not under ./runs
+    folder = Path(out.split(" in ")[1].split()[0])
+    assert folder.name.startswith("rnnlab-dry-run-")  # not under ./runs
+    assert "epoch 1/1" in out and not folder.exists()
 
 
 def test_evaluate_dry_run_scores_at_most_two_batches(tiny_mnist, tiny_mnist_run, capsys):
@@ -242,9 +257,9 @@ def test_evaluate_dry_run_scores_at_most_two_batches(tiny_mnist, tiny_mnist_run,
     ("settings", "message"),
     [
         ({"impl": "keras"}, "impl must be one of rnnlab, rnnlab-reference, torch; got 'keras'"),
-        ({"nonlinearity": "gelu"}, "nonlinearity must be 'tanh' or 'relu'; got 'gelu'"),
+        ({"nonlinearity": "gelu"}, "nonlinearity must be one of tanh, relu; got 'gelu'"),
         ({"hidden": 0}, "hidden must be at least 1, got 0"),
-        ({"batch_size": 0}, "batch_size must be at least 1, got 0"),
+        ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
     ],
 )
 def test_experiment_configs_refuse_bad_settings_naming_them(settings, message):

@@ -18,6 +18,7 @@ from rnnlab.train import (
     TIMING_KEYS,
     CheckpointError,
     NonFiniteLossError,
+    RunRecord,
     TrainConfig,
     evaluate,
     fit,
@@ -85,9 +86,9 @@ def test_fit_learns_and_writes_the_run_folder(tmp_path):
 
     run = tmp_path / "run"
     names = {p.name for p in run.iterdir()}
-    expected = {"config.json", "metrics.jsonl", "checkpoint.pt", "best.pt", "summary.json"}
+    expected = {"config.json", "metrics.jsonl", "checkpoint.pt", "best.pt", "summary.json", ".lock"}
     assert expected | {"loss.png", "accuracy.png", "confusion.png"} == names
-    assert TrainConfig.from_dict(json.loads((run / "config.json").read_text())) == config
+    assert RunRecord.read(run).train == config.settings()
     records = read_metrics(run)
     assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5, 6]
     assert records == result.history
@@ -225,7 +226,7 @@ def test_nan_loss_stops_the_run_naming_epoch_and_batch_and_keeps_the_last_checkp
     assert checkpoint["epoch"] == 1
     assert all(torch.equal(checkpoint["model"][k], v) for k, v in after_epoch_1.items())
     assert [r["epoch"] for r in read_metrics(run)] == [1]
-    assert not [p for p in run.iterdir() if p.name.startswith(".")]
+    assert not [p for p in run.iterdir() if p.name.startswith(".") and p.name != ".lock"]
 
 
 def test_epoch_hook_output_joins_metrics_and_the_epoch_line(tmp_path, capsys):
@@ -305,7 +306,7 @@ def test_resume_without_a_checkpoint_starts_a_fresh_run(tmp_path):
 def test_fresh_run_refuses_a_folder_that_holds_a_checkpoint(tmp_path):
     model, train, val = make_problem()
     fit(model, train, val, make_config(tmp_path, epochs=1))
-    with pytest.raises(FileExistsError, match="already holds a run; pass resume=True"):
+    with pytest.raises(FileExistsError, match="already holds this run; resume it"):
         fit(model, train, val, make_config(tmp_path, epochs=1))
 
 

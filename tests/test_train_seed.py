@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnlab.train import capture_rng_state, restore_rng_state, seed_everything
+from rnnlab.train.seed import capture_rng_state, restore_rng_state, seed_everything
 
 
 def _draws(generator):

@@ -1,7 +1,8 @@
-"""Writing a file so that a reader sees the old one or the whole new one, never a part.
+"""Writing a file so that a reader sees the old one or the whole new one, never a part; and
+the names of the files a run folder holds, defined once for every layer.
 
-The one helper every layer uses for the files it leaves behind (cache entries, checkpoints,
-metrics, summaries, run records); it imports nothing from rnnlab.
+`atomic_write` is the one helper every layer uses for the files it leaves behind (cache
+entries, checkpoints, metrics, summaries, run records); this module imports nothing from rnnlab.
 """
 
 from __future__ import annotations
@@ -10,6 +11,15 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+
+# The files of a run folder (rnnlab.train.run_dir says what each holds).
+CONFIG_FILE = "config.json"  # the run record: what defines the run
+METRICS_FILE = "metrics.jsonl"  # one line per epoch
+CHECKPOINT_FILE = "checkpoint.pt"  # the whole state after the last finished epoch
+BEST_FILE = "best.pt"  # the weights of the best epoch by validation
+TEST_FILE = "test.json"  # the best model scored on the test split
+SUMMARY_FILE = "summary.json"  # best and final epochs, total time
+LOCK_FILE = ".lock"  # held by the one process writing the folder
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | bytearray) -> None:

@@ -8,6 +8,8 @@ Nothing here knows where data comes from or how it is trained.
 
 from __future__ import annotations
 
+import os
+
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -15,17 +17,29 @@ from rnnlab.nn import RNN, init
 
 IMPLS = ("rnnlab", "rnnlab-reference", "torch")
 INITS = ("default", "identity", "orthogonal")
+NONLINEARITIES = ("tanh", "relu")
 
 
-def check_rnn_settings(impl: str, nonlinearity: str, hidden: int, layers: int) -> None:
-    """Refuse, naming the value and the valid ones, an RNN setting an experiment config holds."""
+def check_rnn_settings(
+    impl: str, nonlinearity: str, hidden: int, layers: int, input_size: int = 1
+) -> None:
+    """Refuse, naming the value and the valid ones, an RNN setting an experiment config holds;
+    and sizes whose float32 weights alone could not fit in this machine's memory."""
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {', '.join(IMPLS)}; got {impl!r}")
-    if nonlinearity not in ("tanh", "relu"):
+    if nonlinearity not in NONLINEARITIES:
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu'; got {nonlinearity!r}")
     for name, value in (("hidden", hidden), ("layers", layers)):
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
+    # W_hh (H, H) and W_ih (H, I) per layer, the layers above reading H: 4 bytes a weight
+    weights = layers * hidden * (hidden + 2) + hidden * (input_size + (layers - 1) * hidden)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if 4 * weights > memory:
+        raise ValueError(
+            f"hidden {hidden} x layers {layers} needs {4 * weights:.3g} bytes of weights, more "
+            f"than this machine's {memory:.3g} bytes of memory; choose a smaller --hidden"
+        )
 
 
 def make_rnn(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 
@@ -46,7 +47,11 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.threads < 1:
-        raise SystemExit(f"rnnlab bench: --threads must be at least 1, got {args.threads}")
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    if args.rounds < 1:
+        raise ValueError(f"--rounds must be at least 1, got {args.rounds}")
+    if args.json and (Path(args.json).is_dir() or not Path(args.json).parent.is_dir()):
+        raise ValueError(f"--json {args.json}: expected a file path in an existing folder")
     torch.set_num_threads(args.threads)
     shapes = [s for s in SHAPES if not args.shape or s.name in args.shape]
     if args.dry_run:

@@ -23,7 +23,6 @@ from rnnlab.data import cache
 from rnnlab.data.idx import IDXError
 from rnnlab.data.mnist import (
     SPECS,
-    DatasetUnavailableError,
     MNISTData,
     SourceError,
     load_cached,
@@ -70,11 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
 def fetch(name: str, root: Path | None, data_dir: Path | None, force: bool) -> int:
     started = time.perf_counter()
-    try:
-        data = load_mnist(name, root=root, data_dir=data_dir, refetch=force)
-    except DatasetUnavailableError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    data = load_mnist(name, root=root, data_dir=data_dir, refetch=force)
     print(f"{SPECS[name].title} ready in {time.perf_counter() - started:.1f} s")
     print(describe(data, cache.entry_path(root, name)))
     return 0

@@ -1,129 +1,180 @@
-"""Command-line options shared by the experiment commands: how to train, where to write."""
+"""The command line derived from the config dataclasses: every `option` field becomes a flag
+with its default and help; `--config FILE` (YAML or JSON) sets options; `--print-config`
+prints the resolved settings.
+
+Precedence: a field's default, then the experiment's recipe, then the --config file, then the
+flags typed. A run's own config.json is a valid --config file, so a run can be repeated.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import tempfile
+import json
+from pathlib import Path
 
-import torch
+import yaml
 
-from rnnlab.models import IMPLS
-from rnnlab.train import OPTIMIZERS, SCHEDULES, TrainConfig
+from rnnlab.options import declared_fields
 
-DRY_RUN_BATCHES = 2  # batches per epoch (and per evaluation) under --dry-run
-
-
-def add_rnn_arguments(group, defaults) -> None:
-    """The RNN's options every experiment shares, with the defaults of its config dataclass."""
-    group.add_argument("--hidden", type=int, default=defaults.hidden, help="hidden units per layer")
-    group.add_argument("--layers", type=int, default=defaults.layers, help="stacked RNN layers")
-    group.add_argument(
-        "--nonlinearity",
-        choices=("tanh", "relu"),
-        default=defaults.nonlinearity,
-        help="the RNN's activation",
-    )
-    group.add_argument(
-        "--impl",
-        choices=IMPLS,
-        default=defaults.impl,
-        help="rnnlab's fused path, its reference loop, or torch.nn.RNN",
-    )
+MAX_CONFIG_BYTES = 1 << 20  # a settings file is small; anything larger is refused unread
 
 
-def config_from_args(config_class, args: argparse.Namespace):
-    """An experiment's config dataclass filled from the options of the same names."""
-    return config_class(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_class)})
+class UsageError(ValueError):
+    """A command line argparse cannot read: said in one line, exit status 2."""
 
 
-def add_train_arguments(
-    parser: argparse.ArgumentParser,
-    *,
-    epochs: int,
-    lr: float,
-    optimizer: str = "adam",
-    schedule: str = "none",
-    grad_clip: float = 0.0,
-) -> None:
-    """The training loop's options, with this experiment's defaults."""
-    group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=int, default=epochs, help="passes over the training data")
-    group.add_argument("--optimizer", choices=OPTIMIZERS, default=optimizer, help="optimiser")
-    group.add_argument(
-        "--lr",
-        type=float,
-        default=lr,
-        help="learning rate (the peak rate under --schedule onecycle)",
-    )
-    group.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    group.add_argument("--weight-decay", type=float, default=0.0, help="weight decay")
-    group.add_argument(
-        "--schedule",
-        choices=SCHEDULES,
-        default=schedule,
-        help="learning-rate schedule over the run",
-    )
-    group.add_argument(
-        "--grad-clip",
-        type=float,
-        default=grad_clip,
-        help="clip the gradient norm at this value; 0 disables",
-    )
-    group.add_argument("--seed", type=int, default=0, help="seed of every random stream")
-    group.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
-    group.add_argument(
-        "--threads", type=int, default=0, help="torch CPU threads; 0 keeps torch's default"
-    )
-    run = parser.add_argument_group("run folder")
-    run.add_argument(
-        "--name",
+class Parser(argparse.ArgumentParser):
+    """argparse, but a command line it cannot read is one line (and --help's pointer), not
+    the usage block: `main` prints it and returns 2."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+@dataclasses.dataclass
+class RunOptions:
+    """Where a run lives and how it shows: options of every training command, not settings."""
+
+    name: str | None = dataclasses.field(
         default=None,
-        help="run name, the folder is OUT_DIR/NAME; None: the experiment's own "
-        "(mnist, fashion-mnist-torch, seq2seq, cv-mnist, ...)",
+        metadata={
+            "help": "the run's folder is OUT_DIR/NAME; by default the experiment's own name, "
+            "or NAME-2, NAME-3, ... when that folder holds a run with other settings",
+            "choices": None,
+        },
     )
-    run.add_argument("--out-dir", default="runs", help="parent folder of the runs")
-    run.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in OUT_DIR/NAME from its last checkpoint",
+    out_dir: str = dataclasses.field(
+        default="runs", metadata={"help": "parent folder of the runs", "choices": None}
     )
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
-    run.add_argument("--no-plots", action="store_true", help="no PNG plots at the end")
-    run.add_argument(
-        "--dry-run",
-        action="store_true",
-        help=f"one epoch of {DRY_RUN_BATCHES} batches into a temporary folder: "
-        "checks the command in seconds",
+    resume: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "continue the run from its last checkpoint", "choices": None},
+    )
+    threads: int = dataclasses.field(
+        default=0, metadata={"help": "torch CPU threads; 0 keeps torch's default", "choices": None}
+    )
+    progress: bool = dataclasses.field(
+        default=True, metadata={"help": "a progress bar per epoch", "choices": None}
+    )
+    plots: bool = dataclasses.field(
+        default=True, metadata={"help": "PNG plots at the end", "choices": None}
+    )
+    dry_run: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "one epoch of 2 batches into a temporary folder, removed at the end: "
+            "checks the command in seconds",
+            "choices": None,
+        },
     )
 
 
-def train_config_from_args(args: argparse.Namespace, default_name: str) -> TrainConfig:
-    """The TrainConfig the options describe; sets torch's thread count if asked."""
-    if args.threads < 0:
-        raise SystemExit(f"--threads must be >= 0, got {args.threads}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out_dir = args.out_dir
-    if args.dry_run:
-        out_dir = tempfile.mkdtemp(prefix="rnnlab-dry-run-")
-        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 is the one that writes
-            print(f"dry run: {DRY_RUN_BATCHES} batches, one epoch, written to {out_dir}")
-    return TrainConfig(
-        name=args.name or default_name,
-        out_dir=out_dir,
-        epochs=1 if args.dry_run else args.epochs,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-        grad_clip=args.grad_clip,
-        device=args.device,
-        seed=args.seed,
-        resume=args.resume,
-        limit_batches=DRY_RUN_BATCHES if args.dry_run else 0,
-        progress=not args.no_progress,
-        plots=not args.no_plots,
-    )
+def add_options(parser, cls, defaults: dict | None = None, title: str | None = None, only=None):
+    """A flag per `option` field of `cls` (--field-name), or of those named in `only`, in an
+    argument group when `title`; `defaults` override the fields' own."""
+    group = parser.add_argument_group(title) if title else parser
+    defaults = defaults or {}
+    for f, kind in declared_fields(cls):
+        if only is not None and f.name not in only:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = defaults.get(f.name, f.default)
+        help_ = f.metadata["help"]
+        if kind is bool:
+            action = argparse.BooleanOptionalAction if default else "store_true"
+            group.add_argument(flag, action=action, default=default, dest=f.name, help=help_)
+        else:
+            group.add_argument(
+                flag,
+                type=_parser_of(kind),
+                default=default,
+                choices=f.metadata["choices"],
+                dest=f.name,
+                metavar=f.name.upper() if f.metadata["choices"] is None else None,
+                help=help_,
+            )
+    return group
+
+
+def _parser_of(kind: type):
+    def parse(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def values_of(args: argparse.Namespace, cls) -> dict:
+    """The values of `cls`'s option fields, as parsed."""
+    return {f.name: getattr(args, f.name) for f, _ in declared_fields(cls)}
+
+
+def read_config_file(path: str, classes: dict[str, type], experiment: str) -> dict:
+    """The options set in a YAML or JSON file, checked against the fields of `classes` (the
+    experiment's config, TrainConfig...). A run's config.json is accepted as it is: its
+    'config' and 'train' sections are the options, the rest describes the run."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"--config {path}: no such file")
+    if file.stat().st_size > MAX_CONFIG_BYTES:
+        raise ValueError(f"--config {path}: {file.stat().st_size} bytes, a settings file is small")
+    try:
+        values = yaml.safe_load(file.read_text(encoding="utf-8-sig"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        first = str(e).splitlines()[0]
+        raise ValueError(f"--config {path}: not a YAML or JSON file ({first})") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ValueError(f"--config {path}: expected a mapping of option names to values")
+    if {"experiment", "config", "train"} <= values.keys():  # a run's config.json
+        if values["experiment"] != experiment:
+            raise ValueError(
+                f"--config {path} is a {values['experiment']!r} run's, not {experiment!r}'s"
+            )
+        values = {**values["config"], **values["train"]}
+        # fields that are settings but not options (limit_batches of a dry run) stay behind
+        for cls in classes.values():
+            for f in dataclasses.fields(cls):
+                if "help" not in f.metadata:
+                    values.pop(f.name, None)
+    fields = {f.name: (f, kind) for cls in classes.values() for f, kind in declared_fields(cls)}
+    settings = {}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        if name not in fields:
+            raise ValueError(
+                f"--config {path}: unknown option {key!r}; expected some of "
+                f"{', '.join(sorted(fields))}"
+            )
+        settings[name] = _checked_value(fields[name], value, path)
+    return settings
+
+
+def _checked_value(field_and_kind, value, path: str):
+    f, kind = field_and_kind
+    if value is None and f.default is None:
+        return None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(f"--config {path}: {f.name} must be {kind.__name__}, got {value!r}")
+    choices = f.metadata["choices"]
+    if choices is not None and value not in choices:
+        raise ValueError(
+            f"--config {path}: {f.name} must be one of {', '.join(map(str, choices))}; "
+            f"got {value!r}"
+        )
+    return value
+
+
+def print_config(experiment: str, sections: dict[str, object]) -> None:
+    """The resolved settings, in the shape of a run's config.json (a valid --config file)."""
+    record = {"experiment": experiment}
+    for name, obj in sections.items():
+        record[name] = {f.name: getattr(obj, f.name) for f, _ in declared_fields(type(obj))}
+    print(json.dumps(record, indent=2))

@@ -25,24 +25,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from rnnlab.crossval.folds import fold_indices
 from rnnlab.crossval.summary import plot_fold_curves, summarize_folds
-from rnnlab.files import atomic_write
+from rnnlab.files import BEST_FILE, atomic_write
 from rnnlab.train import (
-    BEST_FILE,
-    PRESENTATION_FIELDS,
+    RunRecord,
     TrainConfig,
     cross_entropy,
     evaluate,
     fit,
     load_checkpoint,
     seed_everything,
+    settings_diff,
 )
 from rnnlab.train.checkpoint import content_digest
+from rnnlab.train.distributed import in_process_group, launch_rank_and_world, use_local_gpu
 
 FOLD_FILE = "fold.json"  # in a fold's folder: its result, written last; the fold is done
 PLAN_FILE = "cv_plan.json"  # what the folds are; a later run must match it to continue them
@@ -99,6 +99,7 @@ class _FoldJob:
     test_dataset: Dataset | None
     loss_fn: Callable
     class_names: list[str] | None
+    record: RunRecord | None  # what each fold's config.json holds
 
 
 def fold_seed(seed: int, fold: int) -> int:
@@ -124,7 +125,7 @@ def cross_validate(
     workers: int = 1,
     loss_fn: Callable = cross_entropy,
     class_names: list[str] | None = None,
-    record: dict | None = None,
+    record: RunRecord | None = None,
 ) -> CVResult | None:
     """k-fold cross-validation of the model `build_model()` on `dataset`, by `fit`.
 
@@ -148,8 +149,10 @@ def cross_validate(
       around its entry point, as for any spawned process). Under torchrun (WORLD_SIZE > 1)
       rank r runs folds r, r+W, ... and rank 0 waits for the others' fold.json files before
       it writes cv.json.
-    - `record`: JSON-ready facts to keep in cv.json, such as the experiment and its config.
-      With the split and training settings they must match a previous run's to continue it.
+    - `record`: the run record each fold folder's config.json holds (the experiment, its
+      settings, its data), so `evaluate` and `predict` accept a fold folder. Its settings are
+      part of the plan: with the split and training settings they must match a previous
+      run's to continue it.
 
     A fold's result is the same wherever it runs (here, in a worker, on any rank) as long as
     it trains with the same number of torch threads, which fold.json records: the thread
@@ -161,7 +164,7 @@ def cross_validate(
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    if dist.is_available() and dist.is_initialized():
+    if in_process_group():
         raise RuntimeError(
             "cross_validate runs each fold as an independent single-process training and shares "
             "folds out by the RANK and WORLD_SIZE variables; torch.distributed must not be "
@@ -177,18 +180,14 @@ def cross_validate(
         "shuffle": shuffle,
         "seed": config.seed,
         "valid_indices_sha256": content_digest([torch.from_numpy(v) for _, v in splits]),
-        "train": {
-            k: v
-            for k, v in config.to_dict().items()
-            if k not in (*PRESENTATION_FIELDS, "name", "out_dir")
-        },
-        **(record or {}),
+        "train": config.settings(),
+        "run": record.settings() if record is not None else {},
     }
     plan = json.loads(json.dumps(plan))  # as it reads back from the file: tuples become lists
     _check_plan(run_dir, plan)
 
-    rank, world = _rank_and_world()
-    _use_local_gpu()
+    rank, world = launch_rank_and_world()
+    use_local_gpu()
     mine = list(range(rank, folds, world))
     done = {
         i: FoldResult.read(fold_dir(run_dir, i) / FOLD_FILE) for i in mine if _is_done(run_dir, i)
@@ -206,6 +205,7 @@ def cross_validate(
         test_dataset=test_dataset,
         loss_fn=loss_fn,
         class_names=class_names,
+        record=record,
     )
     if workers == 1:
         ran = {i: run_fold(job, i) for i in todo}
@@ -263,6 +263,7 @@ def run_fold(job: _FoldJob, fold: int) -> FoldResult:
             fold_config,
             loss_fn=job.loss_fn,
             class_names=job.class_names,
+            record=job.record,
         )
         best = next(r for r in fitted.history if r["epoch"] == fitted.best_epoch)
         result = FoldResult(
@@ -303,7 +304,7 @@ _WORKER_JOB: _FoldJob | None = None
 def _start_worker(job: _FoldJob, threads: int) -> None:
     global _WORKER_JOB
     torch.set_num_threads(threads)
-    _use_local_gpu()
+    use_local_gpu()
     _WORKER_JOB = job
 
 
@@ -335,23 +336,6 @@ def _run_parallel(job: _FoldJob, todo: list[int], workers: int) -> dict[int, Fol
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _rank_and_world() -> tuple[int, int]:
-    """(rank, world size) from torchrun's environment; (0, 1) outside it."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"RANK must be in 0..WORLD_SIZE-1, got RANK={rank}, WORLD_SIZE={world}")
-    return rank, world
-
-
-def _use_local_gpu() -> None:
-    """Under torchrun, make this rank's GPU (LOCAL_RANK) the current one, so that the device
-    'cuda' (or 'auto') of each fold on this rank means it, not GPU 0 for every rank."""
-    local_rank = os.environ.get("LOCAL_RANK")
-    if local_rank is not None and torch.cuda.is_available():
-        torch.cuda.set_device(int(local_rank) % torch.cuda.device_count())
-
-
 def _is_done(run_dir: Path, fold: int) -> bool:
     return (fold_dir(run_dir, fold) / FOLD_FILE).is_file()
 
@@ -371,13 +355,8 @@ def _check_plan(run_dir: Path, plan: dict) -> None:
     """Write run_dir/cv_plan.json, or check that the one there describes the same folds."""
     path = run_dir / PLAN_FILE
     if path.is_file():
-        saved = json.loads(path.read_text())
-        if saved != plan:
-            changed = [
-                f"{k}: {saved.get(k)!r} -> {plan.get(k)!r}"
-                for k in sorted(set(saved) | set(plan))
-                if saved.get(k) != plan.get(k)
-            ]
+        changed = settings_diff(json.loads(path.read_text()), plan)
+        if changed:
             raise ValueError(
                 f"{run_dir} holds a cross-validation with other settings ({'; '.join(changed)}); "
                 f"run it with its own settings to continue it, or choose another name"

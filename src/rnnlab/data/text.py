@@ -163,21 +163,29 @@ def sequence_pairs(
 
 def read_pairs(path: str | os.PathLike, level: str = "char") -> list[SequencePair]:
     """The pairs in the UTF-8 TSV file `path`: one 'source<TAB>target' per line, blank lines
-    skipped, nothing stripped but the line ending (spaces are characters too). Errors name the
-    file and line."""
+    skipped, nothing stripped but the line ending and a byte-order mark (spaces are characters
+    too). Errors name the file and line."""
     path = Path(path)
+    if not path.is_file():
+        what = "a folder" if path.is_dir() else "missing"
+        raise FileNotFoundError(f"pairs file {path} is {what}; expected a TSV file of pairs")
     pairs = []
-    with path.open(encoding="utf-8", newline="") as f:
-        for number, line in enumerate(f, start=1):
-            line = line.rstrip("\r\n")
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise ValueError(
+                    f"{where}: not UTF-8 text ({e.reason} at byte {e.start})"
+                ) from None
             if not line.strip():
                 continue
-            where = f"{path}:{number}"
             fields = line.split("\t")
             if len(fields) != 2:
                 raise ValueError(
                     f"{where}: expected 'source<TAB>target', found "
-                    f"{len(fields) - 1} tabs in {line!r}"
+                    f"{len(fields) - 1} tabs in {line[:80]!r}"
                 )
             _check_pair(*fields, level, where)
             pairs.append(SequencePair(*fields))

@@ -1,6 +1,33 @@
-"""The seed's experiments, each a config dataclass plus its model and data wiring.
+"""The experiments, each one module that declares itself as an `Experiment`.
 
 `seq2seq` tags every step of a sequence ("hello" -> "ohlol"); `mnist` classifies MNIST or
-Fashion-MNIST images read as 28 steps of 28 pixels. Each has `run(config, train_config)`,
-and `saved` rebuilds a finished run's model for evaluation and prediction.
+Fashion-MNIST images read as 28 steps of 28 pixels. `experiment` holds the declaration and
+what every experiment can do: train, cross-validate, restore a saved run, score it again.
+A new experiment is a new module here and one entry in EXPERIMENTS; the command line follows.
 """
+
+from rnnlab.experiments import mnist, seq2seq
+from rnnlab.experiments.experiment import (
+    Data,
+    Experiment,
+    RunCommand,
+    SavedRun,
+    cross_validate_experiment,
+    evaluate_saved,
+    restore,
+    train,
+)
+
+EXPERIMENTS = (mnist.EXPERIMENT, seq2seq.EXPERIMENT)
+
+__all__ = [
+    "EXPERIMENTS",
+    "Data",
+    "Experiment",
+    "RunCommand",
+    "SavedRun",
+    "cross_validate_experiment",
+    "evaluate_saved",
+    "restore",
+    "train",
+]

@@ -3,87 +3,92 @@
 Characters (or words) become ids from one vocabulary built over sources and targets; the
 tagger reads them one-hot (the seed's first model) or through an Embedding (its second),
 runs an RNN, and classifies every step. Pairs of unequal length in one batch are padded:
-sources with id 0, targets with IGNORE_INDEX, which the training loop does not score.
+sources with id 0, targets with IGNORE_INDEX, which the training loop does not score. The
+pairs are also the validation set: a model is scored after its epoch's updates, so best.pt
+is a model that really tags the pairs that well.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
-from torch.utils.data import DataLoader
 
-from rnnlab.data import (
-    LEVELS,
-    PairDataset,
-    SequencePair,
-    Vocabulary,
-    read_pairs,
-    sequence_pairs,
-    tokenize,
-)
-from rnnlab.experiments.saved import claim_experiment, load_weights
-from rnnlab.models import SequenceTagger, check_rnn_settings
-from rnnlab.train import (
-    IGNORE_INDEX,
-    FitResult,
-    TrainConfig,
-    fit,
-    init_distributed,
-    make_eval_loader,
-    make_loader,
-    seed_everything,
-    wrap_model,
-)
+from rnnlab.data import LEVELS, PairDataset, Vocabulary, read_pairs, sequence_pairs, tokenize
+from rnnlab.experiments.experiment import Data, Experiment, RunCommand, SavedRun
+from rnnlab.models import IMPLS, NONLINEARITIES, SequenceTagger, check_rnn_settings
+from rnnlab.options import check_choices, check_range, option
+from rnnlab.train import IGNORE_INDEX
 
-NAME = "seq2seq"
-# The seed's recipe: Adam at 0.1 for 15 epochs, one step each on the single pair.
-# TrainConfig fields; the command line shows them as its defaults.
-TRAIN_DEFAULTS = dict(epochs=15, lr=0.1)
+SHOWN_CHARACTERS = 200  # a prediction longer than this is cut in the epoch line and metrics
 
 
 @dataclass
 class Seq2SeqConfig:
-    input: str = "hello"  # the source sequence of the single pair
-    target: str = "ohlol"  # its target, one token per source token
-    pairs: str | None = None  # a TSV file of 'source<TAB>target' lines; replaces input/target
-    level: str = "char"  # tokens are 'char'acters or space-separated 'word's
-    embedding: int = 0  # 0: one-hot inputs (the seed's first model); > 0: Embedding of this size
-    hidden: int = 8  # hidden units in each RNN layer
-    layers: int = 1  # stacked RNN layers
-    nonlinearity: str = "tanh"  # 'tanh' or 'relu'
-    impl: str = "rnnlab"  # 'rnnlab' (fused), 'rnnlab-reference' (per-step loop) or 'torch'
-    batch_size: int = 32  # pairs per batch
+    input: str = option("hello", "the source sequence")
+    target: str = option("ohlol", "its target, a token per source token")
+    pairs: str | None = option(
+        None, "a TSV file of 'source<TAB>target' lines, instead of --input/--target"
+    )
+    level: str = option("char", "tokens are characters or space-separated words", choices=LEVELS)
+    embedding: int = option(0, "embedding size; 0 feeds the tokens one-hot")
+    hidden: int = option(8, "hidden units per layer")
+    layers: int = option(1, "stacked RNN layers")
+    nonlinearity: str = option("tanh", "the RNN's activation", choices=NONLINEARITIES)
+    impl: str = option(
+        "rnnlab", "rnnlab's fused path, its reference loop, or torch.nn.RNN", choices=IMPLS
+    )
+    batch_size: int = option(32, "pairs per batch")
 
     def __post_init__(self) -> None:
-        if self.level not in LEVELS:
-            raise ValueError(f"level must be one of {', '.join(LEVELS)}; got {self.level!r}")
+        check_choices(self)
         check_rnn_settings(self.impl, self.nonlinearity, self.hidden, self.layers)
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.embedding < 0:
-            raise ValueError(f"embedding must be >= 0, got {self.embedding}")
+        check_range("batch_size", self.batch_size, 1)
+        check_range("embedding", self.embedding, 0)
 
 
-def load_pairs(config: Seq2SeqConfig) -> list[SequencePair]:
+def load_data(config: Seq2SeqConfig, meta: dict | None = None) -> Data:
+    """The pairs (of --pairs FILE, else --input/--target) as ids of one vocabulary over sources
+    and targets, as in the seed (h, e, l, o); a saved run's own vocabulary when `meta` is its."""
     if config.pairs is not None:
-        return read_pairs(config.pairs, config.level)
-    return sequence_pairs([(config.input, config.target)], config.level)
+        pairs = read_pairs(config.pairs, config.level)
+        identity = {"source": config.pairs, "sha256": {"pairs": _sha256(config.pairs)}}
+    else:
+        pairs = sequence_pairs([(config.input, config.target)], config.level)
+        identity = {"source": "--input/--target"}
+    texts = [text for p in pairs for text in (p.source, p.target)]
+    if meta is None:
+        vocab = Vocabulary.build(texts, config.level)
+    else:
+        vocab = Vocabulary.from_dict(meta["vocabulary"])
+        check_known(vocab, texts, f"pairs file {config.pairs}" if config.pairs else "--input")
+    dataset = PairDataset(pairs, vocab)
+    first = pairs[0]
+    return Data(
+        train=dataset,
+        val=dataset,
+        test=None,
+        identity=identity,
+        meta={"vocabulary": vocab.to_dict()},
+        description=f"{len(pairs)} pair(s), vocabulary of {len(vocab)}: "
+        f"{shorten(first.source)!r} -> {shorten(first.target)!r}",
+        class_names=[vocab.token(i) for i in range(len(vocab))],
+    )
 
 
-def build_vocabulary(pairs: list[SequencePair], level: str) -> Vocabulary:
-    """One vocabulary over sources and targets, as in the seed (h, e, l, o)."""
-    return Vocabulary.build([text for p in pairs for text in (p.source, p.target)], level)
+def _sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def build_model(config: Seq2SeqConfig, vocab: Vocabulary) -> SequenceTagger:
+def build_model(config: Seq2SeqConfig, meta: dict) -> SequenceTagger:
+    size = len(Vocabulary.from_dict(meta["vocabulary"]))
     return SequenceTagger(
-        vocab_size=len(vocab),
-        num_classes=len(vocab),
+        vocab_size=size,
+        num_classes=size,
         hidden_size=config.hidden,
         num_layers=config.layers,
         embedding_dim=config.embedding or None,
@@ -98,17 +103,6 @@ def collate(batch: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
     return (
         pad_sequence(list(sources), batch_first=True, padding_value=0),  # (B, T)
         pad_sequence(list(targets), batch_first=True, padding_value=IGNORE_INDEX),  # (B, T)
-    )
-
-
-def loader(dataset: PairDataset, batch_size: int, shuffle: bool) -> DataLoader:
-    """Padded batches in one process (cross-validation folds, evaluation of a saved run)."""
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        collate_fn=collate,
-        generator=torch.Generator(),
     )
 
 
@@ -134,53 +128,47 @@ def translate(model: SequenceTagger, vocab: Vocabulary, text: str) -> str:
     return joiner.join(vocab.token(int(i)) for i in predicted)
 
 
-def run(config: Seq2SeqConfig, train_config: TrainConfig, threads: int | None = None) -> FitResult:
-    """Train the tagger on the pairs, printing the first pair's prediction every epoch.
-
-    Under torchrun the processes share each global batch (DDP); only rank 0 prints and writes.
-    """
-    pairs = load_pairs(config)
-    vocab = build_vocabulary(pairs, config.level)
-    seed_everything(train_config.seed)  # the initial weights, too, follow from the seed
-    model = build_model(config, vocab)
-    first = pairs[0]
-
-    def show_prediction(epoch: int, _) -> dict:
-        return {"predicted": translate(model, vocab, first.source)}
-
-    dataset = PairDataset(pairs, vocab)
-    with init_distributed(train_config.device, threads=threads) as ctx:
-        if ctx.is_main:
-            print(
-                f"{len(pairs)} pair(s), vocabulary of {len(vocab)}: "
-                f"{first.source!r} -> {first.target!r}"
-            )
-            run_dir = Path(train_config.out_dir) / train_config.name
-            claim_experiment(run_dir, NAME, dataclasses.asdict(config), vocabulary=vocab.to_dict())
-        # The pairs are also the validation set: a model is scored after its epoch's updates,
-        # so best.pt is a model that really tags the pairs that well (the training accuracy is
-        # measured on the weights before each update).
-        return fit(
-            wrap_model(model, ctx),
-            make_loader(
-                dataset,
-                config.batch_size,
-                shuffle=True,
-                seed=train_config.seed,
-                ctx=ctx,
-                collate_fn=collate,
-            ),
-            make_eval_loader(dataset, config.batch_size, ctx=ctx, collate_fn=collate),
-            train_config,
-            on_epoch_end=show_prediction,
-            class_names=[vocab.token(i) for i in range(len(vocab))],
-        )
+def shorten(text: str) -> str:
+    """`text`, cut to SHOWN_CHARACTERS with an ellipsis: what an epoch line shows."""
+    return text if len(text) <= SHOWN_CHARACTERS else text[:SHOWN_CHARACTERS] + "..."
 
 
-def restore(run_dir: str | Path, record: dict) -> tuple[Seq2SeqConfig, Vocabulary, SequenceTagger]:
-    """The config, vocabulary and best model of a finished run, from its experiment.json."""
-    config = Seq2SeqConfig(**record["config"])
-    vocab = Vocabulary.from_dict(record["vocabulary"])
-    model = build_model(config, vocab)
-    load_weights(model, run_dir)
-    return config, vocab, model.eval()
+def show_prediction(config: Seq2SeqConfig, data: Data, model) -> dict:
+    """The first pair's prediction after each epoch, for the log line and metrics."""
+    vocab = Vocabulary.from_dict(data.meta["vocabulary"])
+    source = data.train.pairs[0].source
+    return {"predicted": shorten(translate(_unwrapped(model), vocab, source))}
+
+
+def _unwrapped(model):
+    return getattr(model, "module", model)
+
+
+@dataclass
+class PredictOptions:
+    text: str | None = option(None, "the source sequence to tag")
+
+
+def predict(saved: SavedRun, options: PredictOptions) -> None:
+    """Print the output sequence for one source text."""
+    if not options.text:
+        raise ValueError("a seq2seq run predicts from --text SOURCE (a non-empty text)")
+    vocab = Vocabulary.from_dict(saved.record.meta["vocabulary"])
+    check_known(vocab, [options.text], f"--text {shorten(options.text)!r}")
+    print(translate(saved.model, vocab, options.text))
+
+
+EXPERIMENT = Experiment(
+    name="seq2seq",
+    help='the seed\'s per-step tagger: "hello" -> "ohlol", one-hot or embedded',
+    config=Seq2SeqConfig,
+    # The seed's recipe: Adam at 0.1 for 15 epochs, one step each on the single pair.
+    train_defaults=dict(epochs=15, lr=0.1),
+    load_data=load_data,
+    build_model=build_model,
+    collate=collate,
+    on_epoch_end=show_prediction,
+    predict=RunCommand("predict", "tag one source text", PredictOptions, predict),
+    evaluate_fields=("pairs",),
+    where_fields=(),
+)

@@ -11,10 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from rnnlab.files import atomic_write
-
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
+from rnnlab.files import METRICS_FILE, SUMMARY_FILE, atomic_write
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:

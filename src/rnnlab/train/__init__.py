@@ -3,24 +3,23 @@
 `fit` trains any classifier that maps a batch to logits and writes the run folder
 (config.json, metrics.jsonl, checkpoint.pt, best.pt, plots, summary.json); `evaluate` scores a
 model on a loader. It knows nothing of MNIST, characters or RNNs. `rnnlab.train.distributed`
-holds the pieces for data-parallel runs under torchrun (process group, DDP, loaders).
+holds the pieces for data-parallel runs under torchrun (process group, DDP, loaders) and every
+fact about the processes; `rnnlab.train.run_dir` the run folder's files, record and lock.
 """
 
 from rnnlab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from rnnlab.train.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from rnnlab.train.config import OPTIMIZERS, SCHEDULES, TrainConfig, resolve_device
 from rnnlab.train.distributed import (
     DistributedContext,
-    ShardSampler,
     broadcast_from_main,
     init_distributed,
+    is_main_process,
     make_eval_loader,
     make_loader,
     wrap_model,
 )
 from rnnlab.train.loop import (
-    BEST_FILE,
     IGNORE_INDEX,
-    PRESENTATION_FIELDS,
     TIMING_KEYS,
     EvalResult,
     FitResult,
@@ -28,16 +27,13 @@ from rnnlab.train.loop import (
     cross_entropy,
     evaluate,
     fit,
-    is_main_process,
-    resolve_device,
 )
-from rnnlab.train.seed import capture_rng_state, restore_rng_state, seed_everything
+from rnnlab.train.run_dir import RunFolderBusyError, RunRecord, run_lock, settings_diff
+from rnnlab.train.seed import seed_everything
 
 __all__ = [
-    "BEST_FILE",
     "IGNORE_INDEX",
     "OPTIMIZERS",
-    "PRESENTATION_FIELDS",
     "SCHEDULES",
     "TIMING_KEYS",
     "CheckpointError",
@@ -45,10 +41,10 @@ __all__ = [
     "EvalResult",
     "FitResult",
     "NonFiniteLossError",
-    "ShardSampler",
+    "RunFolderBusyError",
+    "RunRecord",
     "TrainConfig",
     "broadcast_from_main",
-    "capture_rng_state",
     "cross_entropy",
     "evaluate",
     "fit",
@@ -58,8 +54,9 @@ __all__ = [
     "make_eval_loader",
     "make_loader",
     "resolve_device",
-    "restore_rng_state",
+    "run_lock",
     "save_checkpoint",
     "seed_everything",
+    "settings_diff",
     "wrap_model",
 ]

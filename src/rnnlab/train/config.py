@@ -1,6 +1,9 @@
-"""The training loop's settings: one dataclass, every default commented, checked on creation.
+"""The training loop's settings: one dataclass, every option with its default and help,
+checked on creation.
 
-What to train and on which data is the caller's business; this is only how to train it.
+What to train and on which data is the caller's business; this is only how to train it. The
+fields declared with `option` are the training options of every experiment command; the
+others (where the run lives, how it shows) are set by whoever calls `fit`.
 """
 
 from __future__ import annotations
@@ -9,49 +12,64 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
+import torch
+
+from rnnlab.options import check_choices, check_range, option
+
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine", "onecycle")
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit seed
+# Fields that say where a run lives or how it shows, not what it computes: a run moved,
+# renamed or resumed with other ones is the same run.
+PLACE_AND_PRESENTATION = ("name", "out_dir", "resume", "progress", "plots")
 
 
 @dataclass
 class TrainConfig:
+    epochs: int = option(10, "passes over the training data")
+    optimizer: str = option("adam", "the optimiser", choices=OPTIMIZERS)
+    lr: float = option(1e-3, "learning rate (the peak rate under --schedule onecycle)")
+    momentum: float = option(0.9, "SGD's momentum; ignored by adam and adamw")
+    weight_decay: float = option(0.0, "L2 penalty (decoupled from the gradient under adamw)")
+    schedule: str = option(
+        "none",
+        "learning-rate schedule over the run: none, cosine to 0, onecycle",
+        choices=SCHEDULES,
+    )
+    grad_clip: float = option(0.0, "clip the gradient norm at this value; 0 disables")
+    device: str = option("auto", "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'")
+    seed: int = option(0, "seed of every random stream (weights, data order, dropout)")
     name: str = "run"  # the run's folder is out_dir/name
     out_dir: str = "runs"  # parent folder of every run
-    epochs: int = 10  # passes over the training data
-    optimizer: str = "adam"  # 'sgd', 'adam' or 'adamw'
-    lr: float = 1e-3  # learning rate; the peak rate under schedule='onecycle'
-    momentum: float = 0.9  # SGD's momentum; ignored by adam and adamw
-    weight_decay: float = 0.0  # L2 penalty (decoupled from the gradient under 'adamw')
-    schedule: str = "none"  # 'none', 'cosine' (lr down to 0 over the run) or 'onecycle'
-    grad_clip: float = 0.0  # clip the gradient norm at this value, or disable if == 0.0
-    device: str = "auto"  # 'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'
-    seed: int = 0  # seeds python, numpy, torch and the loaders' generators on a fresh run
     resume: bool = False  # continue out_dir/name from its checkpoint (fresh if it has none)
     limit_batches: int = 0  # stop each epoch after this many batches (0 = all); for dry runs
     progress: bool = True  # a tqdm bar per epoch (on stderr)
     plots: bool = True  # write loss, accuracy and confusion-matrix PNGs at the end
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        check_choices(self)
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ValueError(
                 f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
             )
         if not self.name or "/" in self.name or self.name in (".", ".."):
             raise ValueError(f"name must be a plain folder name, got {self.name!r}")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        check_range("epochs", self.epochs, 1)
+        check_range("lr", self.lr)
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-        for field in ("momentum", "weight_decay", "grad_clip", "limit_batches"):
-            if getattr(self, field) < 0:
-                raise ValueError(f"{field} must be >= 0, got {getattr(self, field)}")
+        check_range("momentum", self.momentum, 0.0)
+        check_range("weight_decay", self.weight_decay, 0.0)
+        check_range("grad_clip", self.grad_clip, 0.0)
+        check_range("limit_batches", self.limit_batches, 0)
+        check_range("seed", self.seed, 0, MAX_SEED)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def settings(self) -> dict:
+        """What defines the training, without where the run lives or how it shows."""
+        return {k: v for k, v in self.to_dict().items() if k not in PLACE_AND_PRESENTATION}
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -62,3 +80,13 @@ class TrainConfig:
                 f"unknown TrainConfig fields {unknown}; expected some of {sorted(known)}"
             )
         return cls(**values)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cpu', 'cuda', 'cuda:N' as named."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for but torch sees no CUDA device")
+    return device

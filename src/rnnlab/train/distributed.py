@@ -1,4 +1,8 @@
-"""Data-parallel training under torchrun: the process group, the wrapped model, the loaders.
+"""Data-parallel training under torchrun: the process group, the wrapped model, the loaders,
+and every fact about the processes (rank, world size, which one writes, the collectives).
+
+No other module reads RANK, WORLD_SIZE or LOCAL_RANK from the environment or calls a
+collective directly: they ask here.
 
 `init_distributed` reads the environment torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK,
 LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT) and joins the process group: gloo on CPU, nccl on
@@ -16,9 +20,10 @@ on N.
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import time
-from collections.abc import Iterator, Sized
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass, field
 
 import torch
@@ -27,7 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
-from rnnlab.train.loop import resolve_device
+from rnnlab.train.config import resolve_device
 
 GLOO_DRAIN_S = 0.1  # see DistributedContext.close
 # DataLoader arguments that choose the order of samples: make_loader sets them itself.
@@ -88,6 +93,95 @@ def _env_int(name: str, default: int | None = None) -> int:
         return int(value)
     except ValueError:
         raise ValueError(f"environment variable {name} must be an integer, got {value!r}") from None
+
+
+def launch_rank_and_world() -> tuple[int, int]:
+    """(RANK, WORLD_SIZE) as torchrun set them for this process; (0, 1) outside torchrun."""
+    world = _env_int("WORLD_SIZE", 1)
+    rank = _env_int("RANK", 0)
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"RANK must be in 0..WORLD_SIZE-1, got RANK={rank}, WORLD_SIZE={world}")
+    return rank, world
+
+
+def use_local_gpu() -> None:
+    """Under torchrun, make this rank's GPU (LOCAL_RANK) the current one, so that the device
+    'cuda' (or 'auto') means it, not GPU 0 for every rank."""
+    local_rank = os.environ.get("LOCAL_RANK")
+    if local_rank is not None and torch.cuda.is_available():
+        torch.cuda.set_device(int(local_rank) % torch.cuda.device_count())
+
+
+def in_process_group() -> bool:
+    """True while this process belongs to an initialised torch.distributed process group."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def is_main_process() -> bool:
+    """True for the process that reads and writes files: rank 0 of the process group; any
+    process outside one (a single run, or a cross-validation fold on a torchrun rank)."""
+    return not in_process_group() or dist.get_rank() == 0
+
+
+def is_launch_main() -> bool:
+    """True for rank 0 of torchrun's launch (or outside torchrun), before any group exists:
+    the process that prints what a command is about to do."""
+    return launch_rank_and_world()[0] == 0
+
+
+def all_reduce_sum(sums: torch.Tensor) -> torch.Tensor:
+    """Sum `sums` over all processes, in place (a no-op in a single process)."""
+    if in_process_group():
+        dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+    return sums
+
+
+def nonfinite_ranks(value: float, device: torch.device) -> list[int]:
+    """The ranks whose `value` (a loss) is NaN or infinite, the same list on every process.
+
+    One small all-reduce per step: without it the other processes would go on into DDP's
+    gradient all-reduce and wait for the stopped one until the collective timeout.
+    """
+    bad = not math.isfinite(value)
+    if not in_process_group():
+        return [0] if bad else []
+    flags = torch.zeros(dist.get_world_size(), device=device)  # (world,)
+    flags[dist.get_rank()] = float(bad)
+    dist.all_reduce(flags, op=dist.ReduceOp.SUM)
+    return flags.nonzero().flatten().tolist()
+
+
+def min_max_over_processes(value: int, device: torch.device) -> tuple[int, int]:
+    """(min, max) of an integer over all processes ((value, value) in a single process)."""
+    if not in_process_group():
+        return value, value
+    both = torch.tensor([-value, value], dtype=torch.int64, device=device)
+    dist.all_reduce(both, op=dist.ReduceOp.MAX)
+    return -int(both[0]), int(both[1])
+
+
+def on_main_then_everywhere(read: Callable[[], object]):
+    """`read()` on rank 0, its result (or exception) sent to every process and returned/raised.
+
+    Decisions made from rank 0's files (resume or not, which run folder) reach every process
+    this way, so processes on machines without a shared file system, or a race between
+    readers, cannot take different branches and hang.
+    """
+    payload = None
+    if is_main_process():
+        try:
+            payload = read()
+        except Exception as e:
+            if not in_process_group():
+                raise
+            payload = e
+    if in_process_group():
+        box = [payload]
+        dist.broadcast_object_list(box, src=0)
+        payload = box[0]
+    if isinstance(payload, Exception):
+        raise payload
+    return payload
 
 
 def usable_cpus() -> int:

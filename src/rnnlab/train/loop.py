@@ -10,40 +10,49 @@ Every file write and log line goes through `is_main_process()`, epoch metrics ar
 and counts reduced over processes, and every decision that stops or steers the run (resume or
 refuse, a non-finite loss, batches per epoch) is the same on all processes, so data-parallel
 training under torchrun needs only a wrapped model and distributed loaders from the caller
-(`rnnlab.train.distributed`).
+(`rnnlab.train.distributed`, which owns every fact about the processes).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from rnnlab.files import atomic_write
 from rnnlab.report import plot_confusion, plot_curves, write_summary
-from rnnlab.train.checkpoint import load_checkpoint, save_checkpoint
-from rnnlab.train.config import TrainConfig
+from rnnlab.train.checkpoint import load_checkpoint
+from rnnlab.train.config import TrainConfig, resolve_device
+from rnnlab.train.distributed import (
+    all_reduce_sum,
+    in_process_group,
+    is_main_process,
+    min_max_over_processes,
+    nonfinite_ranks,
+    on_main_then_everywhere,
+)
 from rnnlab.train.metrics import append_metrics, rewrite_metrics
-from rnnlab.train.seed import capture_rng_state, restore_rng_state, seed_everything
+from rnnlab.train.run_dir import (
+    BEST_FILE,
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    RunRecord,
+    run_lock,
+    settings_diff,
+)
+from rnnlab.train.seed import seed_everything
+from rnnlab.train.state import RunState, save_best
 
-CHECKPOINT_FILE = "checkpoint.pt"
-BEST_FILE = "best.pt"
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
 # Fields of a metrics record that measure the machine, not the model: they differ between
 # two otherwise identical runs.
 TIMING_KEYS = ("samples_per_s", "seconds")
-# Config fields that change what is shown, not what is computed: a resumed run may differ here.
-PRESENTATION_FIELDS = ("resume", "progress", "plots")
 # A target of this value marks padding: it is neither scored nor counted (torch's default
 # ignore_index of cross_entropy).
 IGNORE_INDEX = -100
@@ -75,82 +84,9 @@ class FitResult:
     best_accuracy: float  # its validation accuracy (training accuracy without a val loader)
 
 
-def is_main_process() -> bool:
-    """True unless this is a torch.distributed process of rank > 0: the one that writes."""
-    return not _distributed() or dist.get_rank() == 0
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def _all_reduce_sum(sums: Tensor) -> Tensor:
-    """Sum `sums` over all processes (a no-op in a single process)."""
-    if _distributed():
-        dist.all_reduce(sums, op=dist.ReduceOp.SUM)
-    return sums
-
-
-def _nonfinite_ranks(value: float, device: torch.device) -> list[int]:
-    """The ranks whose loss `value` is NaN or infinite, the same list on every process.
-
-    One small all-reduce per step: without it the other processes would go on into DDP's
-    gradient all-reduce and wait for the stopped one until the collective timeout.
-    """
-    bad = not math.isfinite(value)
-    if not _distributed():
-        return [0] if bad else []
-    flags = torch.zeros(dist.get_world_size(), device=device)  # (world,)
-    flags[dist.get_rank()] = float(bad)
-    dist.all_reduce(flags, op=dist.ReduceOp.SUM)
-    return flags.nonzero().flatten().tolist()
-
-
-def _min_max_over_processes(value: int, device: torch.device) -> tuple[int, int]:
-    """(min, max) of an integer over all processes ((value, value) in a single process)."""
-    if not _distributed():
-        return value, value
-    both = torch.tensor([-value, value], dtype=torch.int64, device=device)
-    dist.all_reduce(both, op=dist.ReduceOp.MAX)
-    return -int(both[0]), int(both[1])
-
-
-def _on_main_then_everywhere(read: Callable[[], object]):
-    """`read()` on rank 0, its result (or exception) sent to every process and returned/raised.
-
-    Resume decisions are made from rank 0's files, so that processes on machines without a
-    shared file system, or a race between readers, cannot take different branches and hang.
-    """
-    payload = None
-    if is_main_process():
-        try:
-            payload = read()
-        except Exception as e:
-            if not _distributed():
-                raise
-            payload = e
-    if _distributed():
-        box = [payload]
-        dist.broadcast_object_list(box, src=0)
-        payload = box[0]
-    if isinstance(payload, Exception):
-        raise payload
-    return payload
-
-
 def _log(message: str) -> None:
     if is_main_process():
         print(message, flush=True)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cpu', 'cuda', 'cuda:N' as named."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for but torch sees no CUDA device")
-    return device
 
 
 def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
@@ -246,20 +182,20 @@ def evaluate(
             if predictions:
                 predicted.append(pred.cpu())
     model.train(was_training)
-    sums = _all_reduce_sum(
+    sums = all_reduce_sum(
         torch.tensor([loss_sum, correct, count], dtype=torch.float64, device=device)
     )
     loss_sum, correct, count = sums.tolist()
     if count == 0:
         raise ValueError("the loader yielded no batches to evaluate")
-    if confusion and _distributed():
+    if confusion and in_process_group():
         # A process whose shard was empty has no matrix yet; it takes its size from the others
         # so that every process joins the same all-reduce.
-        _, c = _min_max_over_processes(0 if matrix is None else len(matrix), device)
+        _, c = min_max_over_processes(0 if matrix is None else len(matrix), device)
         if matrix is None:
             matrix = torch.zeros(c, c, dtype=torch.int64, device=device)
     if matrix is not None:
-        matrix = _all_reduce_sum(matrix).cpu()
+        matrix = all_reduce_sum(matrix).cpu()
     return EvalResult(
         loss=loss_sum / count,
         accuracy=correct / count,
@@ -309,20 +245,6 @@ def loader_generators(*loaders) -> list[torch.Generator]:
     return list(found.values())
 
 
-def _check_same_config(saved: dict, config: TrainConfig, path: Path) -> None:
-    given = config.to_dict()
-    changed = [
-        f"{k}: {saved.get(k)!r} -> {given.get(k)!r}"
-        for k in sorted(set(saved) | set(given))
-        if k not in PRESENTATION_FIELDS and saved.get(k) != given.get(k)
-    ]
-    if changed:
-        raise ValueError(
-            f"cannot resume {path} with a different config ({'; '.join(changed)}); "
-            f"resume with the run's own settings or start a new run under another name"
-        )
-
-
 def _check_extra(extra, record: dict) -> dict:
     if extra is None:
         return {}
@@ -363,6 +285,7 @@ def fit(
     loss_fn: LossFn = cross_entropy,
     on_epoch_end: EpochHook | None = None,
     class_names: list[str] | None = None,
+    record: RunRecord | None = None,
 ) -> FitResult:
     """Train `model` on `train_loader` for config.epochs, writing the run to out_dir/name.
 
@@ -370,8 +293,10 @@ def fit(
     `on_epoch_end(epoch, model)` hook, called in eval mode without gradients, whose returned
     dict of scalars or strings joins the epoch's metrics record and log line; a line appended to
     metrics.jsonl; best.pt when validation accuracy (training accuracy without a val loader)
-    beats every earlier epoch; then checkpoint.pt, written atomically. At the end: loss.png,
-    accuracy.png, confusion.png (the best epoch on validation) and summary.json.
+    beats every earlier epoch and weights and metrics are finite; then checkpoint.pt, written
+    atomically. At the end: loss.png, accuracy.png, confusion.png (the best epoch on validation)
+    and summary.json. A fresh run writes `record` (the run's settings; by default the training
+    settings alone) as config.json. The main process holds the folder's lock throughout.
 
     With config.resume the run continues from checkpoint.pt (model, optimiser, scheduler, every
     RNG stream, the loaders' generators, best-so-far, metrics history) and on CPU ends with the
@@ -385,197 +310,250 @@ def fit(
     leaving the last checkpoint as it was.
     """
     config = TrainConfig() if config is None else config
-    device = resolve_device(config.device)
-    cuda = device.type == "cuda"
-    main = is_main_process()
+    record = replace(
+        record or RunRecord(experiment="", config={}, train={}), train=config.settings()
+    )
     run_dir = Path(config.out_dir) / config.name
-    checkpoint_path, best_path = run_dir / CHECKPOINT_FILE, run_dir / BEST_FILE
-    metrics_path = run_dir / METRICS_FILE
+    with run_lock(run_dir) if is_main_process() else contextlib.nullcontext():
+        loop = _Loop(model, train_loader, val_loader, config, loss_fn, run_dir)
+        state = loop.start(record)
+        for epoch in range(state.epoch + 1, config.epochs + 1):
+            started = time.perf_counter()
+            metrics = loop.train_epoch(epoch, state)
+            result = loop.validate() if val_loader is not None else None
+            if result is not None:
+                metrics.update(val_loss=result.loss, val_acc=result.accuracy)
+            extra = loop.epoch_extras(on_epoch_end, epoch, metrics)
+            metrics["seconds"] = time.perf_counter() - started
+            improved = loop.finish_epoch(state, metrics, result)
+            _log(_epoch_line(metrics, config.epochs, extra, improved))
+        if is_main_process():
+            _write_reports(run_dir, config, state, class_names)
+    return FitResult(run_dir, state.history, state.best_epoch, state.best_score)
 
-    model.to(device)
-    optimizer = make_optimizer(model, config)
-    steps_per_epoch = _steps(train_loader, config.limit_batches)
-    fewest, most = _min_max_over_processes(steps_per_epoch, device)
-    if fewest != most:
-        raise ValueError(
-            f"the processes have between {fewest} and {most} training batches per epoch, and "
-            f"DDP needs the same number on each: build train_loader with a DistributedSampler "
-            f"(rnnlab.train.distributed.make_loader)"
-        )
-    if steps_per_epoch == 0:
-        raise ValueError("train_loader yields no batches")
-    scheduler = make_scheduler(optimizer, config, steps_per_epoch * config.epochs)
-    generators = loader_generators(train_loader, val_loader)
 
-    def read_checkpoint() -> dict | None:
-        if not checkpoint_path.exists():
-            return None
-        if not config.resume:
-            raise FileExistsError(
-                f"{run_dir} already holds a run; pass resume=True to continue it, "
-                f"or choose another name"
+class _Loop:
+    """The objects one run trains with, and the steps of an epoch: fit reads as their order."""
+
+    def __init__(self, model, train_loader, val_loader, config: TrainConfig, loss_fn, run_dir):
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.config, self.loss_fn, self.run_dir = config, loss_fn, run_dir
+        self.optimizer = make_optimizer(model, config)
+        self.steps = _steps(train_loader, config.limit_batches)
+        fewest, most = min_max_over_processes(self.steps, self.device)
+        if fewest != most:
+            raise ValueError(
+                f"the processes have between {fewest} and {most} training batches per epoch, "
+                f"and DDP needs the same number on each: build train_loader with a "
+                f"DistributedSampler (rnnlab.train.distributed.make_loader)"
             )
-        return load_checkpoint(checkpoint_path)
+        if self.steps == 0:
+            raise ValueError("train_loader yields no batches")
+        self.scheduler = make_scheduler(self.optimizer, config, self.steps * config.epochs)
+        self.generators = loader_generators(train_loader, val_loader)
 
-    state = _on_main_then_everywhere(read_checkpoint)
-    if state is not None:
-        _check_same_config(state["config"], config, checkpoint_path)
-        _unwrap(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        restore_rng_state(state["rng"], generators, cuda=cuda)
-        start, step, history = state["epoch"], state["step"], state["history"]
-        best_epoch, best_score = state["best_epoch"], state["best_score"]
-        best_confusion = state["best_confusion"]
-        if main:
-            rewrite_metrics(metrics_path, history)
-        _log(f"resuming {run_dir} after epoch {start} (step {step})")
-    else:
-        if main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write(run_dir / CONFIG_FILE, json.dumps(config.to_dict(), indent=2).encode())
-            rewrite_metrics(metrics_path, [])  # a run killed before its first checkpoint
-            best_path.unlink(missing_ok=True)
-        seed_everything(config.seed)
-        for g in generators:
-            g.manual_seed(config.seed)
-        start, step, history = 0, 0, []
-        best_epoch, best_score, best_confusion = 0, -math.inf, None
+    def start(self, record: RunRecord) -> RunState:
+        """The state to continue from: the checkpoint's on resume, else a fresh run's."""
+        checkpoint_path = self.run_dir / CHECKPOINT_FILE
+        cuda = self.device.type == "cuda"
 
-    for epoch in range(start + 1, config.epochs + 1):
-        started = time.perf_counter()
-        for loader in (train_loader, val_loader):
+        def read_checkpoint() -> dict | None:
+            if not checkpoint_path.exists():
+                return None
+            if not self.config.resume:
+                raise FileExistsError(
+                    f"{self.run_dir} already holds this run; resume it (--resume), "
+                    f"or give another name (--name) to train it again"
+                )
+            return load_checkpoint(checkpoint_path)
+
+        checkpoint = on_main_then_everywhere(read_checkpoint)
+        if checkpoint is not None:
+            changed = settings_diff(
+                TrainConfig.from_dict(checkpoint["config"]).settings(), self.config.settings()
+            )
+            if changed:
+                raise ValueError(
+                    f"cannot resume {checkpoint_path} with other training settings "
+                    f"({'; '.join(changed)}); resume with the run's own settings or start a "
+                    f"new run under another name"
+                )
+            state = RunState.restore(
+                checkpoint,
+                _unwrap(self.model),
+                self.optimizer,
+                self.scheduler,
+                self.generators,
+                cuda=cuda,
+            )
+            if is_main_process():
+                rewrite_metrics(self.run_dir / METRICS_FILE, state.history)
+            _log(f"resuming {self.run_dir} after epoch {state.epoch} (step {state.step})")
+            return state
+        if is_main_process():
+            record.write(self.run_dir)
+            rewrite_metrics(self.run_dir / METRICS_FILE, [])  # a run killed before its checkpoint
+            (self.run_dir / BEST_FILE).unlink(missing_ok=True)
+        seed_everything(self.config.seed)
+        for g in self.generators:
+            g.manual_seed(self.config.seed)
+        return RunState()
+
+    def train_epoch(self, epoch: int, state: RunState) -> dict:
+        """One pass over the training batches; the epoch's training metrics."""
+        config, model, device = self.config, self.model, self.device
+        for loader in (self.train_loader, self.val_loader):
             if hasattr(getattr(loader, "sampler", None), "set_epoch"):
                 loader.sampler.set_epoch(epoch)  # DistributedSampler reshuffles per epoch
-
         model.train()
+        started = time.perf_counter()
         loss_sum, correct, count, samples = 0.0, 0, 0, 0
         bar = tqdm(
-            train_loader,
-            total=steps_per_epoch,
+            self.train_loader,
+            total=self.steps,
             desc=f"epoch {epoch}/{config.epochs}",
             unit="batch",
             leave=False,
             dynamic_ncols=True,
-            disable=not (config.progress and main),
+            disable=not (config.progress and is_main_process()),
         )
         for i, (inputs, targets) in enumerate(bar):
-            if i == steps_per_epoch:
+            if i == self.steps:
                 break
             logits = model(_to_device(inputs, device))
             samples += targets.shape[0]  # sequences or images, whatever each one scores
             logits, targets = _flatten(logits, _to_device(targets, device))  # (N, C), (N,)
-            loss = loss_fn(logits, targets)
+            loss = self.loss_fn(logits, targets)
             value = loss.item()
-            stopped = _nonfinite_ranks(value, device)
+            stopped = nonfinite_ranks(value, device)
             if stopped:
                 bar.close()
-                kept = (
-                    f"the last good checkpoint, {checkpoint_path} (epoch {epoch - 1}), is unchanged"
-                    if epoch > 1
-                    else "no checkpoint was written yet"
-                )
-                what = value if not math.isfinite(value) else "not finite"
-                where = f" on rank {', '.join(map(str, stopped))}" if _distributed() else ""
                 raise NonFiniteLossError(
-                    f"training loss is {what}{where} at epoch {epoch}, batch {i + 1}/"
-                    f"{steps_per_epoch} (global step {step + 1}); stopped before the update, {kept}"
+                    _nonfinite_message(
+                        value,
+                        stopped,
+                        epoch,
+                        i + 1,
+                        self.steps,
+                        state.step,
+                        self.run_dir / CHECKPOINT_FILE,
+                    )
                 )
-            optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            lr = optimizer.param_groups[0]["lr"]  # the rate this update uses
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            step += 1
+            lr = self.optimizer.param_groups[0]["lr"]  # the rate this update uses
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            state.step += 1
             n = targets.numel()
             loss_sum += value * n
             correct += (logits.argmax(dim=-1) == targets).sum().item()
             count += n
-            if i % 10 == 0 or i == steps_per_epoch - 1:
+            if i % 10 == 0 or i == self.steps - 1:
                 bar.set_postfix(loss=f"{loss_sum / count:.4f}", refresh=False)
         bar.close()
-        train_seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - started
         sums = torch.tensor([loss_sum, correct, count, samples], dtype=torch.float64, device=device)
-        loss_sum, correct, count, samples = _all_reduce_sum(sums).tolist()
-
-        record = {
+        loss_sum, correct, count, samples = all_reduce_sum(sums).tolist()
+        return {
             "epoch": epoch,
-            "step": step,
+            "step": state.step,
             "lr": lr,  # of the epoch's last update
             "train_loss": loss_sum / count,
             "train_acc": correct / count,
+            "samples_per_s": samples / seconds,
         }
-        confusion = None
-        if val_loader is not None:
-            result = evaluate(
-                model,
-                val_loader,
-                loss_fn=loss_fn,
-                device=device,
-                confusion=True,
-                limit_batches=config.limit_batches,
-            )
-            record.update(val_loss=result.loss, val_acc=result.accuracy)
-            confusion = result.confusion
-        extra = {}
-        if on_epoch_end is not None:
-            model.eval()
-            with torch.no_grad():
-                extra = _check_extra(on_epoch_end(epoch, model), record)
-            record.update(extra)
-        record["samples_per_s"] = samples / train_seconds
-        record["seconds"] = time.perf_counter() - started
-        history.append(record)
 
-        score = record["val_acc" if val_loader is not None else "train_acc"]
-        improved = score > best_score
+    def validate(self) -> EvalResult:
+        return evaluate(
+            self.model,
+            self.val_loader,
+            loss_fn=self.loss_fn,
+            device=self.device,
+            confusion=True,
+            limit_batches=self.config.limit_batches,
+        )
+
+    def epoch_extras(self, on_epoch_end: EpochHook | None, epoch: int, metrics: dict) -> dict:
+        """What the caller's hook adds to the epoch's record (a prediction, a sample...)."""
+        if on_epoch_end is None:
+            return {}
+        self.model.eval()
+        with torch.no_grad():
+            extra = _check_extra(on_epoch_end(epoch, self.model), metrics)
+        metrics.update(extra)
+        return extra
+
+    def finish_epoch(self, state: RunState, metrics: dict, result: EvalResult | None) -> bool:
+        """Record the epoch; best.pt if it is the best so far; then the checkpoint. Whether it
+        was the best."""
+        score = metrics["val_acc" if result is not None else "train_acc"]
+        improved = score > state.best_score and _finite(metrics, self.model)
+        state.epoch = metrics["epoch"]
+        state.history.append(metrics)
         if improved:
-            best_epoch, best_score, best_confusion = epoch, score, confusion
+            state.best_epoch, state.best_score = state.epoch, score
+            state.best_confusion = None if result is None else result.confusion
         # Order matters for a kill at any moment: the metrics line and best.pt first, the
         # checkpoint last, so a resume always redoes the epochs the checkpoint lacks.
-        if main:
-            append_metrics(metrics_path, record)
+        if is_main_process():
+            model, config = _unwrap(self.model), self.config.to_dict()
+            append_metrics(self.run_dir / METRICS_FILE, metrics)
             if improved:
-                save_checkpoint(
-                    {
-                        "epoch": epoch,
-                        "score": score,
-                        "model": _unwrap(model).state_dict(),
-                        "config": config.to_dict(),
-                    },
-                    best_path,
-                )
-            save_checkpoint(
-                {
-                    "epoch": epoch,
-                    "step": step,
-                    "model": _unwrap(model).state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": None if scheduler is None else scheduler.state_dict(),
-                    "rng": capture_rng_state(generators, cuda=cuda),
-                    "config": config.to_dict(),
-                    "history": history,
-                    "best_epoch": best_epoch,
-                    "best_score": best_score,
-                    "best_confusion": best_confusion,
-                },
-                checkpoint_path,
+                save_best(self.run_dir / BEST_FILE, model, state.epoch, score, config)
+            state.save(
+                self.run_dir / CHECKPOINT_FILE,
+                model,
+                self.optimizer,
+                self.scheduler,
+                self.generators,
+                cuda=self.device.type == "cuda",
+                config=config,
             )
-        _log(_epoch_line(record, config.epochs, extra, improved))
+        return improved
 
-    if main:
-        if config.plots:
-            plot_curves(run_dir)
-            if best_confusion is not None and len(best_confusion) <= CONFUSION_PLOT_MAX_CLASSES:
-                plot_confusion(
-                    best_confusion,
-                    class_names,
-                    run_dir / "confusion.png",
-                    title=f"{config.name}, epoch {best_epoch}, validation",
-                )
-        write_summary(run_dir)
-    return FitResult(run_dir, history, best_epoch, best_score)
+
+def _finite(metrics: dict, model: nn.Module) -> bool:
+    """True when every number in `metrics` and every weight of `model` is finite: a model
+    that is not is never kept as the best."""
+    numbers = [v for v in metrics.values() if isinstance(v, float)]
+    return all(math.isfinite(v) for v in numbers) and all(
+        bool(torch.isfinite(p).all()) for p in model.parameters()
+    )
+
+
+def _nonfinite_message(
+    value: float, ranks: list[int], epoch: int, batch: int, steps: int, step: int, checkpoint: Path
+) -> str:
+    """The one line that says where a run stopped on a NaN or infinite loss and what is kept."""
+    kept = (
+        f"the last good checkpoint, {checkpoint} (epoch {epoch - 1}), is unchanged"
+        if epoch > 1
+        else "no checkpoint was written yet"
+    )
+    what = value if not math.isfinite(value) else "not finite"
+    where = f" on rank {', '.join(map(str, ranks))}" if in_process_group() else ""
+    return (
+        f"training loss is {what}{where} at epoch {epoch}, batch {batch}/{steps} "
+        f"(global step {step + 1}); stopped before the update, {kept}"
+    )
+
+
+def _write_reports(run_dir: Path, config: TrainConfig, state: RunState, class_names) -> None:
+    """The plots and summary.json of a finished run."""
+    if config.plots:
+        plot_curves(run_dir)
+        confusion = state.best_confusion
+        if confusion is not None and len(confusion) <= CONFUSION_PLOT_MAX_CLASSES:
+            plot_confusion(
+                confusion,
+                class_names,
+                run_dir / "confusion.png",
+                title=f"{config.name}, epoch {state.best_epoch}, validation",
+            )
+    write_summary(run_dir)
