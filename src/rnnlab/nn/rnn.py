@@ -275,10 +275,13 @@ class RNN(nn.Module):
         """The layer implementation to run now: `impl`'s, except that the fused path hands
         over to the reference loop (same maths, same results) where its autograd.Function
         cannot go. Three checks of a flag each, once per call:
-        - torch.jit.trace (and so the classic ONNX exporter) cannot record a Function whose
-          arguments include a Python list (batch_sizes);
-        - torch.export (and so the dynamo ONNX exporter) refuses the in-place writes into the
-          views of one buffer that the fused loop is made of;
+        - torch.jit.trace (and so the classic ONNX exporter) hands the sizes it reads from the
+          input over as traced tensors, so that the trace takes other batch sizes, and fails
+          (`unordered_map::at`) when a Function gets them inside its batch_sizes list;
+        - torch.export (and so the dynamo ONNX exporter) traces the Function's forward with
+          autograd on, where the fused loop's in-place writes into the views that `split`
+          returns are an error ("Output 0 of SplitWithSizes is a view and is being modified
+          inplace");
         - autocast does not cast the arguments of in-place ops, so the fused loop would mix a
           low-precision buffer with float32 weights; the reference loop's out-of-place ops are
           cast as torch's own RNN's are.
