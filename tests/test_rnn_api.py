@@ -59,7 +59,8 @@ def test_rnn_signature_matches_torch():
     ]
     extra = ours[len(theirs) :]
     assert [(p.name, p.default, p.kind) for p in extra] == [
-        ("impl", "fused", inspect.Parameter.KEYWORD_ONLY)
+        ("impl", "fused", inspect.Parameter.KEYWORD_ONLY),
+        ("proj_size", None, inspect.Parameter.KEYWORD_ONLY),  # refused, as torch refuses it
     ]
 
 
@@ -125,6 +126,8 @@ BAD_ARGUMENTS = {
     "num_layers_float": dict(num_layers=1.5),
     "num_layers_string": dict(num_layers="2"),
     "unknown_keyword": dict(nonsense=1),
+    "proj_size": dict(proj_size=2),
+    "proj_size_zero": dict(proj_size=0),
     # Two bad arguments at once: the one torch checks first wins.
     "nonlinearity_and_dropout": dict(nonlinearity="sigmoid", dropout=2.0),
     "dropout_and_bias": dict(dropout=2.0, bias="yes"),
