@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from rnnlab.data import CacheError, cache
+from rnnlab.data import cache
+from rnnlab.data.cache import CacheError
 
 FILES = {"a.bin": b"alpha" * 100, "b.bin": b"beta"}
 

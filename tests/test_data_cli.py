@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from rnnlab.cli import build_parser, main
-from rnnlab.data import FASHION_MNIST, SPECS
+from rnnlab.data.mnist import FASHION_MNIST, SPECS
 
 pytestmark = pytest.mark.usefixtures("no_network")
 

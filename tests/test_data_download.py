@@ -9,8 +9,13 @@ import urllib.request
 
 import pytest
 
-from rnnlab.data import ChecksumError, FetchError
-from rnnlab.data.download import download, pip_download
+from rnnlab.data.download import (
+    ChecksumError,
+    FetchError,
+    OversizeError,
+    download,
+    pip_download,
+)
 
 pytestmark = pytest.mark.usefixtures("no_network")
 
@@ -35,6 +40,35 @@ def test_download_of_other_bytes_raises_a_checksum_error_naming_url_and_both_dig
 def test_download_of_a_missing_file_is_a_fetch_error(tmp_path):
     with pytest.raises(FetchError, match=r"nothing\.gz"):
         download((tmp_path / "nothing.gz").as_uri(), progress=False)
+
+
+def test_download_stops_reading_once_a_body_passes_max_bytes(monkeypatch):
+    class Endless:  # a server that streams without announcing a length
+        reads = 0
+
+        def __init__(self):
+            self.headers = {}
+
+        def read(self, size):
+            Endless.reads += 1
+            return b"x" * size
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Endless())
+    with pytest.raises(OversizeError, match=r"f\.txt: sent more than 10 bytes"):
+        download("https://mirror.example/f.txt", progress=False, max_bytes=10)
+    assert Endless.reads == 1
+
+
+def test_download_refuses_a_body_announced_larger_than_max_bytes(tmp_path):
+    (tmp_path / "f.txt").write_bytes(b"x" * 11)
+    with pytest.raises(OversizeError, match="announces 11 bytes, more than 10"):
+        download((tmp_path / "f.txt").as_uri(), progress=False, max_bytes=10)
 
 
 def test_download_gives_up_after_its_short_timeout_with_the_reason(monkeypatch):

@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 
-from rnnlab.data import IDXError, encode_idx, parse_idx, read_idx, write_idx
+from rnnlab.data.idx import IDXError, encode_idx, parse_idx, read_idx, write_idx
 
 
 @pytest.mark.parametrize("compress", [False, True], ids=["raw", "gz"])

