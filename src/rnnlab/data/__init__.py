@@ -6,6 +6,16 @@ and `PairDataset` serve the character and word experiments. The building blocks 
 reader, the cache, the restricted unpickler) are public too. Nothing here imports a model.
 """
 
+from rnnlab.data.brown import (
+    BROWN,
+    TAGSETS,
+    UNIVERSAL_TAGS,
+    BrownCorpus,
+    BrownSpec,
+    brown_tag,
+    load_brown,
+    universal_tag,
+)
 from rnnlab.data.cache import CacheError, default_root
 from rnnlab.data.download import ChecksumError, FetchError
 from rnnlab.data.idx import IDXError, encode_idx, parse_idx, read_idx, write_idx
@@ -31,14 +41,29 @@ from rnnlab.data.text import (
     sequence_pairs,
     tokenize,
 )
+from rnnlab.data.wordlists import (
+    LANGUAGES,
+    WORDFREQ,
+    WordfreqSpec,
+    WordLists,
+    load_wordlists,
+    split_indices,
+)
 
 __all__ = [
+    "BROWN",
     "FASHION_MNIST",
     "HELLO",
+    "LANGUAGES",
     "LEVELS",
     "MNIST",
     "SPECS",
+    "TAGSETS",
+    "UNIVERSAL_TAGS",
     "UNK",
+    "WORDFREQ",
+    "BrownCorpus",
+    "BrownSpec",
     "CacheError",
     "ChecksumError",
     "DatasetUnavailableError",
@@ -51,14 +76,21 @@ __all__ = [
     "SequencePair",
     "UnsafePickleError",
     "Vocabulary",
+    "WordLists",
+    "WordfreqSpec",
+    "brown_tag",
     "default_root",
     "encode_idx",
     "load_array_pickle",
+    "load_brown",
     "load_mnist",
+    "load_wordlists",
     "parse_idx",
     "read_idx",
     "read_pairs",
     "sequence_pairs",
+    "split_indices",
     "tokenize",
+    "universal_tag",
     "write_idx",
 ]
