@@ -24,6 +24,18 @@ from rnnlab.data.corpus import CORPORA, Corpus, load_corpus, split_text
 from rnnlab.data.download import DatasetUnavailableError
 from rnnlab.data.mnist import SPECS, MNISTData, RowImages, load_mnist
 from rnnlab.data.text import (
+    HELLO,
+    LEVELS,
+    UNK,
+    PairDataset,
+    SequencePair,
+    Vocabulary,
+    read_pairs,
+    sequence_pairs,
+    tokenize,
+)
+from rnnlab.data.wordlists import LANGUAGES, WordLists, load_wordlists
+
 __all__ = [
     "CORPORA",
     "HELLO",
