@@ -27,6 +27,8 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 import rnnlab
+from rnnlab.cli import main
+from rnnlab.data import mnist as mnist_module
 from rnnlab.data.idx import encode_idx
 from rnnlab.data.mnist import IDXFile, MNISTSpec, PackageSource
 from rnnlab.nn import rnn as rnn_module
@@ -346,3 +348,19 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture
+def tiny_mnist(tiny_release, tmp_path, cache_root, monkeypatch) -> Path:
+    """The tiny 20 + 10 image release as an IDX folder, accepted as 'mnist' by the checks."""
+    monkeypatch.setitem(mnist_module.SPECS, "mnist", tiny_release.spec)
+    return tiny_release.write(tmp_path / "idx")
+
+
+@pytest.fixture
+def tiny_mnist_run(tiny_mnist, tmp_path) -> Path:
+    """The folder of a finished one-epoch `rnnlab mnist` run on the tiny release."""
+    args = ["mnist", "--data-dir", str(tiny_mnist), "--val-size", "5", "--hidden", "8"]
+    quiet = ["--no-progress", "--no-plots"]
+    assert main([*args, "--epochs", "1", "--out-dir", str(tmp_path), *quiet]) == 0
+    return tmp_path / "mnist"

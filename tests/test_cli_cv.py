@@ -11,18 +11,10 @@ import pytest
 
 from rnnlab.cli import build_parser, main
 from rnnlab.crossval import CURVES_FILE, CV_FILE, FOLD_FILE
-from rnnlab.data import SPECS
 
 pytestmark = pytest.mark.usefixtures("no_network", "one_thread")
 
 TINY_MODEL = ["--hidden", "4", "--layers", "1", "--no-progress"]
-
-
-@pytest.fixture
-def tiny_mnist(tiny_release, cache_root, tmp_path, monkeypatch):
-    """The tiny release (20 training images, 2 per class; 10 test) as an IDX folder."""
-    monkeypatch.setitem(SPECS, "mnist", tiny_release.spec)
-    return tiny_release.write(tmp_path / "idx")
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ def test_info_flags_a_corrupted_entry_and_exits_1(tiny_mnist, tmp_path, capsys):
     assert f"fix: rnnlab data fetch mnist --root {root}" in out
 
 
-def test_fetch_that_fails_exits_1_with_what_was_tried_and_the_fix(
+def test_fetch_that_fails_exits_2_with_what_was_tried_and_the_fix_in_one_line(
     cache_root, tmp_path, monkeypatch, capsys
 ):
     spec = dataclasses.replace(FASHION_MNIST, system_dirs=(str(tmp_path / "none"),))
@@ -83,9 +83,11 @@ def test_fetch_that_fails_exits_1_with_what_was_tried_and_the_fix(
         raise urllib.error.URLError("Name or service not known")
 
     monkeypatch.setattr(urllib.request, "urlopen", unreachable)
-    assert main(["data", "fetch", "fashion-mnist"]) == 1
+    assert main(["data", "fetch", "fashion-mnist"]) == 2
     err = capsys.readouterr().err
-    first, *_ = err.splitlines()
+    first, *_, last = err.splitlines()
+    assert last.startswith("rnnlab data: error: could not load Fashion-MNIST; tried, in order:")
+    assert "Traceback" not in err
     assert first == f"system folder {tmp_path / 'none'}: no such folder, trying next source"
     assert "mirror http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/: unreachable" in err
     assert "error: could not load Fashion-MNIST; tried, in order:" in err

@@ -13,27 +13,11 @@ import torch
 from PIL import Image
 
 from rnnlab.cli import main
-from rnnlab.data import mnist as mnist_data
 from rnnlab.experiments.mnist import MnistConfig
 from rnnlab.experiments.seq2seq import Seq2SeqConfig, load_data
 from rnnlab.models import RowClassifier, SequenceTagger, make_rnn
 
 QUIET = ["--no-progress", "--no-plots"]
-
-
-@pytest.fixture
-def tiny_mnist(tiny_release, tmp_path, cache_root, monkeypatch) -> Path:
-    """The tiny 20 + 10 image release as an IDX folder, accepted as 'mnist' by the checks."""
-    monkeypatch.setitem(mnist_data.SPECS, "mnist", tiny_release.spec)
-    return tiny_release.write(tmp_path / "idx")
-
-
-@pytest.fixture
-def tiny_mnist_run(tiny_mnist, tmp_path) -> Path:
-    """The folder of a finished one-epoch `rnnlab mnist` run on the tiny release."""
-    args = ["mnist", "--data-dir", str(tiny_mnist), "--val-size", "5", "--hidden", "8"]
-    assert main([*args, "--epochs", "1", "--out-dir", str(tmp_path), *QUIET]) == 0
-    return tmp_path / "mnist"
 
 
 def metrics(run_dir: Path) -> list[dict]:

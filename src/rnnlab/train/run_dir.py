@@ -142,8 +142,8 @@ def choose_run_dir(
                 raise NotADirectoryError(f"{run_dir} is a file, expected a run folder")
             continue
         if not (run_dir / CONFIG_FILE).is_file():
-            if explicit and not any(run_dir.iterdir()):
-                return run_dir  # an empty folder made by hand
+            if not [p for p in run_dir.iterdir() if p.name != LOCK_FILE]:
+                return run_dir  # empty, or a run that died before writing anything
             if explicit:
                 raise FileExistsError(
                     f"{run_dir} is not empty and holds no run ({CONFIG_FILE} is missing); "
