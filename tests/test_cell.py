@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import rnnlab
-from conftest import (
+from rnn_equivalence import (
     DTYPES,
     TOLERANCE,
     B,

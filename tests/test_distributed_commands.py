@@ -69,7 +69,7 @@ TINY_MNIST_MAIN = textwrap.dedent(
     import sys
 
     sys.path.insert(0, {tests!r})
-    from conftest import make_tiny_release
+    from fake_mnist import make_tiny_release
 
     from rnnlab.cli import main
     from rnnlab.data import mnist

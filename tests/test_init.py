@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import rnnlab
-from conftest import B, H, I, T
+from rnn_equivalence import B, H, I, T
 
 MODULES = {
     "rnnlab_rnn": lambda: rnnlab.RNN(I, H, 2, bidirectional=True),

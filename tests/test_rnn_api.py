@@ -17,7 +17,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from torch.overrides import TorchFunctionMode
 
 import rnnlab
-from conftest import (
+from rnn_equivalence import (
     IMPLS,
     LENGTHS,
     TOLERANCE,

@@ -10,7 +10,7 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnlab
-from conftest import (
+from rnn_equivalence import (
     DTYPES,
     LENGTHS,
     SORTED_LENGTHS,
