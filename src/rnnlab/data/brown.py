@@ -483,19 +483,16 @@ def load_brown(
         except (SourceError, OSError) as error:
             tried.append(f"{label}: {error}")
 
-    cache_path = cache.entry_path(root, spec.name)
-    if refetch:
-        tried.append(f"cache {cache_path}: skipped (refetch)")
-    else:
-        try:
-            corpus = load_cached(spec, root)
-        except (cache.CacheError, SourceError, UnicodeDecodeError) as error:
-            log.warning("cache entry %s is corrupted (%s); fetching it again", cache_path, error)
-            tried.append(f"cache {cache_path}: corrupted ({error})")
-        else:
-            if corpus is not None:
-                return corpus
-            tried.append(f"cache {cache_path}: empty")
+    corpus = cache.try_cache(
+        lambda: load_cached(spec, root),
+        root,
+        spec.name,
+        tried,
+        refetch=refetch,
+        corrupt=(cache.CacheError, SourceError, UnicodeDecodeError),
+    )
+    if corpus is not None:
+        return corpus
 
     for label, fetch in fetch_sources(spec, progress):
         started = time.perf_counter()

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rnnlab.files import atomic_write
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ENV_VAR = "RNNLAB_DATA"
 MANIFEST = "manifest.json"
@@ -146,3 +150,33 @@ def _read_exactly(path: Path, size: int) -> bytearray:
 def _check_plain_name(name: str, what: str, error: type[Exception] = ValueError) -> None:
     if not name or name in (".", "..") or "/" in name or "\\" in name or name == MANIFEST:
         raise error(f"{what} must be a plain file name other than {MANIFEST}, got {name!r}")
+
+
+def try_cache(
+    load: Callable[[], T | None],
+    root: str | os.PathLike | None,
+    name: str,
+    tried: list[str],
+    *,
+    refetch: bool,
+    corrupt: tuple[type[BaseException], ...],
+) -> T | None:
+    """What `load()` reads from cache entry `name`, or None to go on to the next source.
+
+    The one "cache first" step of every data set's list of sources: skipped on `refetch`; an
+    entry failing with one of the `corrupt` errors is reported (and fetched again by the
+    caller). Each outcome adds its line to `tried`, the list a final error names.
+    """
+    path = entry_path(root, name)
+    if refetch:
+        tried.append(f"cache {path}: skipped (refetch)")
+        return None
+    try:
+        value = load()
+    except corrupt as error:
+        log.warning("cache entry %s is corrupted (%s); fetching it again", path, error)
+        tried.append(f"cache {path}: corrupted ({error})")
+        return None
+    if value is None:
+        tried.append(f"cache {path}: empty")
+    return value

@@ -178,19 +178,16 @@ def load_corpus(
         return corpus
 
     tried: list[str] = []
-    cache_path = cache.entry_path(root, spec.name)
-    if refetch:
-        tried.append(f"cache {cache_path}: skipped (refetch)")
-    else:
-        try:
-            corpus = load_cached(spec, root)
-        except (cache.CacheError, SourceError, ValueError) as error:
-            log.warning("cache entry %s is corrupted (%s); fetching it again", cache_path, error)
-            tried.append(f"cache {cache_path}: corrupted ({error})")
-        else:
-            if corpus is not None:
-                return corpus
-            tried.append(f"cache {cache_path}: empty")
+    corpus = cache.try_cache(
+        lambda: load_cached(spec, root),
+        root,
+        spec.name,
+        tried,
+        refetch=refetch,
+        corrupt=(cache.CacheError, SourceError, ValueError),
+    )
+    if corpus is not None:
+        return corpus
 
     for label, fetch in _fetch_sources(spec, progress):
         started = time.perf_counter()

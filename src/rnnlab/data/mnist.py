@@ -273,19 +273,16 @@ def load_mnist(
         return data
 
     tried: list[str] = []
-    cache_path = cache.entry_path(root, spec.name)
-    if refetch:
-        tried.append(f"cache {cache_path}: skipped (refetch)")
-    else:
-        try:
-            data = load_cached(spec, root)
-        except (cache.CacheError, SourceError, IDXError) as error:
-            log.warning("cache entry %s is corrupted (%s); fetching it again", cache_path, error)
-            tried.append(f"cache {cache_path}: corrupted ({error})")
-        else:
-            if data is not None:
-                return data
-            tried.append(f"cache {cache_path}: empty")
+    data = cache.try_cache(
+        lambda: load_cached(spec, root),
+        root,
+        spec.name,
+        tried,
+        refetch=refetch,
+        corrupt=(cache.CacheError, SourceError, IDXError),
+    )
+    if data is not None:
+        return data
 
     for label, fetch in fetch_sources(spec, progress):
         started = time.perf_counter()

