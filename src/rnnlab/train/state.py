@@ -14,7 +14,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from rnnlab.train.checkpoint import load_checkpoint, save_checkpoint
+from rnnlab.train.checkpoint import save_checkpoint
 from rnnlab.train.seed import capture_rng_state, restore_rng_state
 
 
@@ -71,4 +71,4 @@ def save_best(path: Path, model: nn.Module, epoch: int, score: float, config: di
     )
 
 
-__all__ = ["RunState", "load_checkpoint", "save_best"]
+__all__ = ["RunState", "save_best"]
