@@ -6,7 +6,7 @@ what every experiment can do: train, cross-validate, restore a saved run, score 
 A new experiment is a new module here and one entry in EXPERIMENTS; the command line follows.
 """
 
-from rnnlab.experiments import mnist, seq2seq
+from rnnlab.experiments import langid, mnist, postag, seq2seq
 from rnnlab.experiments.experiment import (
     Data,
     Experiment,
@@ -18,7 +18,12 @@ from rnnlab.experiments.experiment import (
     train,
 )
 
-EXPERIMENTS = (mnist.EXPERIMENT, seq2seq.EXPERIMENT)
+EXPERIMENTS = (
+    mnist.EXPERIMENT,
+    seq2seq.EXPERIMENT,
+    langid.EXPERIMENT,
+    postag.EXPERIMENT,
+)
 
 __all__ = [
     "EXPERIMENTS",

@@ -100,6 +100,8 @@ class Experiment:
     evaluate_fields: tuple[str, ...] = ()  # config fields `rnnlab evaluate` may change
     where_fields: tuple[str, ...] = ("data_dir",)  # config fields saying where, not what
     cv_defaults: dict = field(default_factory=dict)  # config values cross-validation needs
+    # (config, data, best model) -> more test-split scores for test.json (F1, per class...)
+    test_metrics: Callable[[Any, Data, nn.Module], dict] | None = None
 
     def run_name(self, config) -> str:
         return self.default_name(config) if self.default_name else self.name
@@ -188,29 +190,36 @@ def train(
                 record=record,
             )
             if data.test is not None:
-                _score_test(experiment, model, data.test, result, train_config, ctx)
+                more = experiment.test_metrics and partial(experiment.test_metrics, config, data)
+                _score_test(experiment, model, data.test, result, train_config, ctx, more)
     return result
 
 
-def _score_test(experiment, model, test, result: FitResult, train_config, ctx) -> None:
-    """The best epoch's model on the test split, on every process; rank 0 writes test.json."""
+def _score_test(experiment, model, test, result: FitResult, train_config, ctx, more) -> None:
+    """The best epoch's model on the test split, on every process; rank 0 writes test.json,
+    with what `more(model)` adds (the experiment's test_metrics), its numbers printed."""
     if ctx.is_main:
         load_weights(model, result.run_dir)
     broadcast_from_main(model, ctx)
     loader_ = make_eval_loader(test, TEST_BATCH, ctx=ctx, collate_fn=experiment.collate)
     scored = evaluate(model, loader_, limit_batches=train_config.limit_batches)
     if ctx.is_main:
+        extra = more(model) if more else {}
         record = {
             "epoch": result.best_epoch,
             "test_loss": scored.loss,
             "test_acc": scored.accuracy,
             "count": scored.count,
+            **extra,
         }
         atomic_write(result.run_dir / TEST_FILE, json.dumps(record, indent=2).encode())
         print(
             f"test accuracy {scored.accuracy:.2%} (loss {scored.loss:.4f}) on "
             f"{scored.count} samples, model of epoch {result.best_epoch}"
         )
+        for key, value in extra.items():
+            shown = {k: round(v, 4) for k, v in value.items()} if isinstance(value, dict) else value
+            print(f"{key}: {shown:.4f}" if isinstance(value, float) else f"{key}: {shown}")
 
 
 def cross_validate_experiment(
