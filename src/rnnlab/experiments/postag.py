@@ -206,7 +206,9 @@ def test_metrics(config: PostagConfig, data: Data, model: nn.Module) -> dict:
     labels = list(range(len(data.class_names)))
     f1 = f1_score(truth, predicted, labels=labels, average=None, zero_division=0)
     return {
-        "test_unseen_acc": float(np.mean(predicted[unseen] == truth[unseen])),
+        "test_unseen_acc": float(np.mean(predicted[unseen] == truth[unseen]))
+        if unseen.any()
+        else None,
         "test_unseen_words": int(unseen.sum()),
         "test_macro_f1": float(f1.mean()),
         "test_f1_per_tag": dict(zip(data.class_names, map(float, f1), strict=True)),
