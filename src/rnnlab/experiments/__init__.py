@@ -1,7 +1,8 @@
 """The experiments, each one module that declares itself as an `Experiment`.
 
 `seq2seq` tags every step of a sequence ("hello" -> "ohlol"); `mnist` classifies MNIST or
-Fashion-MNIST images read as 28 steps of 28 pixels. `experiment` holds the declaration and
+Fashion-MNIST images read as 28 steps of 28 pixels; `langid` tells a word's language from its
+characters; `postag` tags the words of Brown's sentences. `experiment` holds the declaration and
 what every experiment can do: train, cross-validate, restore a saved run, score it again.
 A new experiment is a new module here and one entry in EXPERIMENTS; the command line follows.
 """
