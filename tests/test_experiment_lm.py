@@ -1,5 +1,6 @@
 """`rnnlab lm` end to end on a small play written by the test: baselines, samples, the best
-epoch by validation loss, generate, resume, cv, dry run, word level, shards of streams."""
+epoch by validation loss, generate, evaluate, resume, cv, dry run, word level, shards of
+streams."""
 
 from __future__ import annotations
 
@@ -78,6 +79,16 @@ def test_generate_streams_the_same_text_for_the_same_seed(play, tmp_path, capsys
         texts.append(capsys.readouterr().out)
     assert texts[0] == texts[1] != texts[2]
     assert texts[0].startswith("HAMLET:") and len(texts[0]) == len("HAMLET:") + 80 + 1
+
+
+def test_evaluate_scores_the_test_text_again_with_the_carried_state(play, tmp_path, capsys):
+    assert run_lm(play, tmp_path, "--epochs", "1") == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "lm")]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    test = json.loads((tmp_path / "lm" / "test.json").read_text())
+    assert scored["loss"] == pytest.approx(test["test_loss"], rel=1e-6)
+    assert scored["test_bpc"] == pytest.approx(test["test_bpc"], rel=1e-6)
 
 
 def test_a_prompt_character_the_run_never_saw_is_one_line_and_status_2(play, tmp_path, capsys):

@@ -114,13 +114,6 @@ def stream_text(piece: str) -> None:
     sys.stdout.flush()
 
 
-def describe_loss(loss: float, level: str) -> str:
-    """A loss in nats per token with its usual companion: bits per character or perplexity."""
-    if level == "char":
-        return f"{loss:.4f} nats/char = {loss / math.log(2):.3f} bits/char"
-    return f"{loss:.4f} nats/word = perplexity {math.exp(loss):.1f}"
-
-
 def companion(loss: float, level: str) -> float:
     """Bits per character (char level) or perplexity (word level) of a loss in nats."""
     return loss / math.log(2) if level == "char" else math.exp(loss)
