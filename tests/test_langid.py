@@ -68,7 +68,7 @@ def test_langid_dry_run_reads_the_lists_through_data_dir(lists, capsys):
     out = capsys.readouterr().out
     assert "360 words of 18 languages (0 in two or more top-20 lists dropped)" in out
     assert "288 train, 36 validation, 36 test" in out
-    assert "test_macro_f1" in out
+    assert "test macro f1" in out and "test acc per language" in out
 
 
 def test_a_list_that_does_not_match_its_checksum_is_refused(lists, capsys):
@@ -134,6 +134,8 @@ def test_train_evaluate_predict_and_stratified_cv(lists, tmp_path, capsys):
     test = json.loads((run / "test.json").read_text())
     assert set(test["test_acc_per_language"]) == set(LANGUAGES)
     assert 0.3 < test["test_acc"] <= 1.0 and 0 < test["test_macro_f1"] <= 1
+    baselines = json.loads((run / "baselines.json").read_text())
+    assert baselines["char 1-4-gram tf-idf + linear SVM"]["test_acc"] > 0.9
     capsys.readouterr()
     assert main(["predict", str(run), "--text", "Abc ghi xyzÿ"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

@@ -71,7 +71,7 @@ def test_postag_dry_run_reads_the_corpus_through_data_dir(corpus, capsys):
     assert main(["postag", "--dry-run", "--data-dir", str(corpus), *TINY, *QUIET]) == 0
     out = capsys.readouterr().out
     assert "Brown: 60 sentences, 360 tokens: 48 train, 6 validation, 6 test" in out
-    assert "test_unseen_acc" in out and "test_f1_per_tag" in out
+    assert "test unseen acc" in out and "test f1 per tag" in out
 
 
 def test_a_corpus_that_does_not_match_its_checksum_is_refused(corpus, capsys):
@@ -135,6 +135,10 @@ def test_train_evaluate_predict_and_cv(corpus, tmp_path, capsys):
     run = tmp_path / "runs" / "postag"
     test = json.loads((run / "test.json").read_text())
     assert test["test_acc"] > 0.6
+    baselines = json.loads((run / "baselines.json").read_text())
+    assert sorted(baselines["most-frequent tag"]) == [
+        "test_acc", "test_unseen_acc", "val_acc", "val_unseen_acc"
+    ]  # fmt: skip
     assert set(test["test_f1_per_tag"]) == {".", "ADJ", "DET", "NOUN", "VERB"}
     capsys.readouterr()
     assert main(["predict", str(run), "--text", "The old man saw the boat ."]) == 0
