@@ -55,7 +55,7 @@ class LangidConfig:
     impl: str = option(
         "rnnlab", "rnnlab's fused path, its reference loop, or torch.nn.RNN", choices=IMPLS
     )
-    dropout: float = option(0.3, "dropout on the characters' vectors and the word's vector")
+    dropout: float = option(0.1, "dropout on the characters' vectors and the word's vector")
     batch_size: int = option(64, "words per batch")
 
     def __post_init__(self) -> None:
