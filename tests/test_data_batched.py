@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.utils.data import Dataset, Subset
 
-from rnnlab.data import RowImages
 from rnnlab.data.batched import Batch, collate
+from rnnlab.data.mnist import RowBatches, RowImages
 from rnnlab.train import DistributedContext, make_eval_loader, make_loader
 
 
@@ -27,10 +27,10 @@ class PerSample(Dataset):
         return self.dataset[index]
 
 
-def images(n: int = 37) -> RowImages:
+def images(n: int = 37) -> RowBatches:
     generator = np.random.default_rng(0)
     pixels = generator.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)  # (N, 28, 28)
-    return RowImages(pixels, generator.integers(0, 10, size=n))
+    return RowBatches(pixels, generator.integers(0, 10, size=n))
 
 
 def batches(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -72,6 +72,12 @@ def test_a_batch_is_one_index_not_a_sample_at_a_time(monkeypatch):
     monkeypatch.setattr(RowImages, "__getitem__", refuse)
     x, y = next(iter(make_loader(data, 16, shuffle=True, collate_fn=collate)))
     assert x.shape == (16, 28, 28) and y.shape == (16,)  # (B, 28, 28), (B,)
+
+
+def test_plain_row_images_still_work_with_torchs_default_collate():
+    plain = RowImages(images().images.numpy(), images().labels.numpy())
+    x, y = next(iter(torch.utils.data.DataLoader(plain, batch_size=4)))
+    assert x.shape == (4, 28, 28) and y.shape == (4,)
 
 
 def test_collate_passes_a_batch_through_and_stacks_a_list_of_samples():

@@ -107,7 +107,7 @@ def load_data(config: MnistConfig, meta: dict | None = None) -> Data:
     """(train, validation or None, test) of (28, 28) images and labels, from the cache or the
     sources `load_mnist` tries."""
     data = load_mnist(config.dataset, data_dir=config.data_dir)
-    train, test = data.dataset("train"), data.dataset("test")
+    train, test = data.dataset("train", batched=True), data.dataset("test", batched=True)
     val, labels = None, data.train_labels
     if config.val_size:
         if config.val_size >= len(train):
