@@ -8,7 +8,8 @@ them: no Dataset, no DataLoader, nothing of rnnlab but its cached copy of MNIST.
     python scripts/seed_recipe.py --epochs 1 --json seed.json
 
 prints, per epoch, the seconds of training, of testing and the test accuracy; `--json` writes
-the same. Nothing here asserts a speed.
+the same. `rnnlab bench --run` calls its `run` to time one epoch beside `rnnlab mnist`.
+Nothing here asserts a speed.
 """
 
 from __future__ import annotations
@@ -35,6 +36,49 @@ class Classifier(nn.Module):
         return self.fc(out[:, -1])  # (B, 10)
 
 
+def run(epochs: int = 1, seed: int = 0, batches: int = 0, log=print) -> list[dict]:
+    """Train the seed's model for `epochs` (each stopped after `batches` batches when > 0, and
+    its test pass too: a dry run) and return each epoch's seconds and test accuracy."""
+    torch.manual_seed(seed)
+    data = load_mnist("mnist")
+    train_x = torch.from_numpy(data.train_images).float() / 255  # (60000, 28, 28)
+    train_y = torch.from_numpy(data.train_labels)  # (60000,)
+    test_x = torch.from_numpy(data.test_images).float() / 255  # (10000, 28, 28)
+    test_y = torch.from_numpy(data.test_labels)  # (10000,)
+    limit = batches or None
+
+    model = Classifier()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    epochs_done = []
+    for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        for idx in torch.randperm(len(train_x)).split(64)[:limit]:
+            loss = F.cross_entropy(model(train_x[idx]), train_y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        trained = time.perf_counter()
+        model.eval()
+        correct, count = 0, 0
+        with torch.no_grad():
+            for idx in torch.arange(len(test_x)).split(1000)[:limit]:
+                correct += (model(test_x[idx]).argmax(-1) == test_y[idx]).sum().item()
+                count += len(idx)
+        record = {
+            "epoch": epoch,
+            "train_s": trained - started,
+            "test_s": time.perf_counter() - trained,
+            "test_acc": correct / count,
+        }
+        epochs_done.append(record)
+        log(
+            f"seed script epoch {epoch}: train {record['train_s']:.1f}s, test "
+            f"{record['test_s']:.1f}s, test accuracy {record['test_acc']:.2%}"
+        )
+    return epochs_done
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10, help="passes over the training data")
@@ -45,43 +89,7 @@ def main() -> None:
     if args.epochs < 1:
         raise SystemExit(f"--epochs must be at least 1, got {args.epochs}")
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-
-    data = load_mnist("mnist")
-    train_x = torch.from_numpy(data.train_images).float() / 255  # (60000, 28, 28)
-    train_y = torch.from_numpy(data.train_labels)  # (60000,)
-    test_x = torch.from_numpy(data.test_images).float() / 255  # (10000, 28, 28)
-    test_y = torch.from_numpy(data.test_labels)  # (10000,)
-
-    model = Classifier()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    epochs = []
-    for epoch in range(1, args.epochs + 1):
-        started = time.perf_counter()
-        model.train()
-        for idx in torch.randperm(len(train_x)).split(64):
-            loss = F.cross_entropy(model(train_x[idx]), train_y[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        trained = time.perf_counter()
-        model.eval()
-        correct = 0
-        with torch.no_grad():
-            for idx in torch.arange(len(test_x)).split(1000):
-                correct += (model(test_x[idx]).argmax(-1) == test_y[idx]).sum().item()
-        record = {
-            "epoch": epoch,
-            "train_s": trained - started,
-            "test_s": time.perf_counter() - trained,
-            "test_acc": correct / len(test_x),
-        }
-        epochs.append(record)
-        print(
-            f"epoch {epoch}: train {record['train_s']:.1f}s, test {record['test_s']:.1f}s, "
-            f"test accuracy {record['test_acc']:.2%}",
-            flush=True,
-        )
+    epochs = run(args.epochs, args.seed, log=lambda line: print(line, flush=True))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"threads": args.threads, "torch": torch.__version__, "epochs": epochs}, f)

@@ -4,6 +4,7 @@ that the run records; and the non-recurrent baseline every MNIST run is compared
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -82,3 +83,15 @@ def test_the_baseline_scores_validation_and_test_and_is_cached(tiny_mnist, monke
 
     monkeypatch.setattr(sklearn.linear_model, "LogisticRegression", refuse)
     assert mnist.baselines(config, data) == result
+
+
+def test_bench_run_dry_run_prints_the_ratio_and_the_phases(tiny_mnist, no_network, capsys):
+    from rnnlab.data import load_mnist
+
+    load_mnist("mnist", data_dir=tiny_mnist)  # into the test's cache, where both runs read it
+    assert main(["bench", "--run", "--dry-run", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "whole rnnlab training / one seed epoch:" in out
+    assert "seed script epoch 1:" in out
+    for phase in ("data", "forward", "backward", "optimiser", "evaluation"):
+        assert re.search(rf"^  {phase} +[0-9.]+ s", out, re.MULTILINE), phase
