@@ -1,6 +1,6 @@
 """The experiment commands themselves under torchrun: two gloo processes on localhost run
-`rnnlab seq2seq` and `rnnlab mnist` to the end, rank 0 alone prints and writes, and the
-result is a single process's."""
+`rnnlab seq2seq`, `rnnlab mnist` and `rnnlab lm` to the end, rank 0 alone prints and writes,
+and the result is a single process's."""
 
 from __future__ import annotations
 
@@ -108,3 +108,27 @@ def test_mnist_under_torchrun_trains_and_tests_once(tiny_release, cache_root, tm
     test = json.loads((run_dir / "test.json").read_text())
     assert test["count"] == 10  # the two shards together score every test image once
     assert [r["epoch"] for r in metrics(run_dir)] == [1, 2]
+
+
+def test_lm_under_torchrun_shares_the_streams_and_equals_one_process(tmp_path):
+    """Two processes each read half of the streams, carrying their state: the same losses as
+    one process reading them all, one sample per epoch, one samples.txt."""
+    play = tmp_path / "play.txt"
+    play.write_text("".join(f"ROMEO:\nSpeech number {i} of the night.\n\n" for i in range(60)))
+    args = ["--text-file", str(play), "--hidden", "16", "--embedding", "8", "--bptt", "20"]
+    args += ["--batch-size", "4", "--sample-length", "20", "--epochs", "2"]
+    args += ["--no-progress", "--no-plots", "--threads", "1"]
+    done = torchrun("-m", "rnnlab", "lm", "--out-dir", str(tmp_path / "two"), *args)
+    assert done.stdout.count("--- sample after epoch 2 ---") == 1  # rank 0 alone samples
+    subprocess.run(
+        [sys.executable, "-m", "rnnlab", "lm", "--out-dir", str(tmp_path / "one"), *args],
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        capture_output=True,
+        timeout=DEADLINE_S,
+        check=True,
+    )
+    two_runs, one_run = metrics(tmp_path / "two" / "lm"), metrics(tmp_path / "one" / "lm")
+    for a, b in zip(two_runs, one_run, strict=True):
+        for key in ("train_loss", "val_loss"):
+            assert abs(a[key] - b[key]) <= 1e-5 * max(1.0, abs(b[key]))
+    assert (tmp_path / "two" / "lm" / "samples.txt").read_text().count("--- epoch") == 2

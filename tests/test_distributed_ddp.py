@@ -157,7 +157,7 @@ def test_ddp_gradients_through_the_fused_backward_equal_one_process_over_the_glo
                 )
 
 
-def stop_at_epoch_3(epoch, model):
+def stop_at_epoch_3(epoch, model, metrics):
     # The hook runs before the epoch's checkpoint is written: stopping here leaves epoch 2's.
     if epoch == 3:
         raise Interrupted

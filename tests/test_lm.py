@@ -11,15 +11,16 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from rnnlab.data import Vocabulary
-from rnnlab.experiments import lm
+from rnnlab.data import Vocabulary, lm_text
+from rnnlab.experiments import lm, ngram
+from rnnlab.models import LanguageModel
 
 V, E, H, L = 5, 3, 4, 2
 
 
-def tiny_model(impl: str = "rnnlab", **kwargs) -> lm.LanguageModel:
+def tiny_model(impl: str = "rnnlab", **kwargs) -> LanguageModel:
     torch.manual_seed(0)
-    return lm.LanguageModel(V, E, H, L, impl=impl, **kwargs).double()
+    return LanguageModel(V, E, H, L, impl=impl, **kwargs).double()
 
 
 def random_ids(n: int, vocab_size: int = V) -> torch.Tensor:
@@ -31,9 +32,9 @@ def random_ids(n: int, vocab_size: int = V) -> torch.Tensor:
 
 def test_batches_of_stream_windows_are_each_streams_next_window_with_shifted_targets():
     ids = torch.arange(23)
-    windows = lm.StreamWindows(ids, streams=2, bptt=4)  # streams of 11: windows of 4, 4
-    batches = list(DataLoader(windows, batch_size=2))
-    assert len(batches) == 2
+    windows = lm_text.StreamWindows(ids, streams=2, bptt=4)  # streams of 11: windows of 4, 4
+    batches = list(DataLoader(windows, batch_size=None))
+    assert len(windows) == len(batches) == 2
     (x0, y0), (x1, y1) = batches
     assert x0.tolist() == [[0, 1, 2, 3], [11, 12, 13, 14]]
     assert x1.tolist() == [[4, 5, 6, 7], [15, 16, 17, 18]]
@@ -41,16 +42,16 @@ def test_batches_of_stream_windows_are_each_streams_next_window_with_shifted_tar
 
 
 def test_a_text_shorter_than_a_window_is_one_window_and_too_short_a_text_is_refused():
-    assert len(lm.StreamWindows(torch.arange(7), streams=2, bptt=100)) == 2  # 2 streams of 3
+    assert len(lm_text.StreamWindows(torch.arange(7), streams=2, bptt=100)) == 1  # streams of 3
     with pytest.raises(ValueError, match="2 tokens cannot make 2 streams"):
-        lm.StreamWindows(torch.arange(2), streams=2, bptt=4)
+        lm_text.StreamWindows(torch.arange(2), streams=2, bptt=4)
 
 
 def test_the_carried_state_makes_windows_compute_what_one_long_pass_computes():
     model = tiny_model().eval()
     ids = random_ids(41)
-    windows = lm.StreamWindows(ids, streams=2, bptt=5)
-    pieces = [model(x) for x, _ in DataLoader(windows, batch_size=2)]  # (2, 5, V) each
+    windows = lm_text.StreamWindows(ids, streams=2, bptt=5)
+    pieces = [model(x) for x, _ in windows]  # (2, 5, V) each
     whole, _ = model.step(windows.inputs[:, : 5 * len(pieces)])  # (2, 20, V)
     torch.testing.assert_close(torch.cat(pieces, dim=1), whole, rtol=0, atol=1e-12)
 
@@ -63,7 +64,7 @@ def _windowed_gradients(model, ids, bptt) -> list[torch.Tensor]:
     """Sum of the gradients of each window's summed loss, windows read with carried state."""
     model.reset_state()
     total = [torch.zeros_like(p) for p in model.parameters()]
-    for x, y in DataLoader(lm.StreamWindows(ids, streams=2, bptt=bptt), batch_size=2):
+    for x, y in lm_text.StreamWindows(ids, streams=2, bptt=bptt):
         loss = F.cross_entropy(model(x).reshape(-1, V), y.reshape(-1), reduction="sum")
         total = [t + g for t, g in zip(total, _gradients(model, loss), strict=True)]
     return total
@@ -73,7 +74,7 @@ def _windowed_gradients(model, ids, bptt) -> list[torch.Tensor]:
 def test_carried_state_tbptt_equals_one_long_bptt_when_the_window_covers_it(impl):
     model = tiny_model(impl)
     ids = random_ids(41)
-    streams = lm.StreamWindows(ids, streams=2, bptt=10**6)
+    streams = lm_text.StreamWindows(ids, streams=2, bptt=10**6)
     logits, _ = model.step(streams.inputs)  # (2, 20, V): full BPTT over each stream
     full = _gradients(
         model, F.cross_entropy(logits.reshape(-1, V), streams.targets.reshape(-1), reduction="sum")
@@ -100,10 +101,10 @@ def test_the_carried_state_is_per_mode_and_forgotten_on_reset_and_on_loading_wei
 
 
 def test_tied_weights_share_one_tensor_and_need_equal_sizes():
-    model = lm.LanguageModel(V, 4, 4, 1, tied=True)
+    model = LanguageModel(V, 4, 4, 1, tied=True)
     assert model.head.weight is model.embedding.weight
     with pytest.raises(ValueError, match="needs --embedding equal to --hidden; got embedding 3"):
-        lm.LanguageModel(V, 3, 4, 1, tied=True)
+        LanguageModel(V, 3, 4, 1, tied=True)
 
 
 # --- generation -----------------------------------------------------------------------------
@@ -112,7 +113,7 @@ CHARS = Vocabulary(list("abcd\n"), level="char")
 
 
 def test_generation_is_reproducible_with_a_seed():
-    model = lm.LanguageModel(len(CHARS), E, H, L)
+    model = LanguageModel(len(CHARS), E, H, L)
     first = lm.sample_text(model, CHARS, "ab", 40, temperature=1.0, seed=7)
     assert first == lm.sample_text(model, CHARS, "ab", 40, temperature=1.0, seed=7)
     assert first.startswith("ab") and len(first) == 42
@@ -121,14 +122,14 @@ def test_generation_is_reproducible_with_a_seed():
 
 def test_generated_text_is_streamed_piece_by_piece_as_it_is_returned():
     pieces = []
-    model = lm.LanguageModel(len(CHARS), E, H, L)
+    model = LanguageModel(len(CHARS), E, H, L)
     text = lm.sample_text(model, CHARS, "a", 10, seed=0, write=pieces.append)
     assert "".join(pieces) == text and len(pieces) == 11
 
 
 def test_top_k_1_always_draws_the_most_likely_token():
-    model = lm.LanguageModel(len(CHARS), E, H, L).eval()
-    ids = list(lm.generate(model, [0], 1, top_k=1, generator=torch.Generator().manual_seed(3)))
+    model = LanguageModel(len(CHARS), E, H, L).eval()
+    ids = list(lm.generate_ids(model, [0], 1, top_k=1, generator=torch.Generator().manual_seed(3)))
     assert ids == [int(model.step(torch.tensor([[0]]))[0][0, -1].argmax())]
 
 
@@ -140,13 +141,13 @@ def test_top_k_1_always_draws_the_most_likely_token():
     ],
 )
 def test_bad_sampling_settings_are_refused(kwargs, message):
-    model = lm.LanguageModel(len(CHARS), E, H, L)
+    model = LanguageModel(len(CHARS), E, H, L)
     with pytest.raises(ValueError, match=message):
         lm.sample_text(model, CHARS, "a", 5, **kwargs)
 
 
 def test_a_prompt_character_outside_the_vocabulary_is_an_error_naming_it():
-    model = lm.LanguageModel(len(CHARS), E, H, L)
+    model = LanguageModel(len(CHARS), E, H, L)
     with pytest.raises(ValueError, match="token 'z' is not in the vocabulary"):
         lm.sample_text(model, CHARS, "az", 5)
 
@@ -154,11 +155,11 @@ def test_a_prompt_character_outside_the_vocabulary_is_an_error_naming_it():
 def test_a_repeated_abcd_is_learned_to_near_zero_loss_and_generated_back():
     text = "abcd" * 300
     vocab = Vocabulary.build([text], "char")
-    ids = lm.encode(text, vocab)
+    ids = lm_text.encode(text, vocab)
     torch.manual_seed(0)
-    model = lm.LanguageModel(len(vocab), 8, 16, 1)
+    model = LanguageModel(len(vocab), 8, 16, 1)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
-    batches = DataLoader(lm.StreamWindows(ids, streams=4, bptt=10), batch_size=4)
+    batches = lm_text.StreamWindows(ids, streams=4, bptt=10)
     for _ in range(5):
         for x, y in batches:
             loss = F.cross_entropy(model(x).reshape(-1, len(vocab)), y.reshape(-1))
@@ -173,23 +174,23 @@ def test_a_repeated_abcd_is_learned_to_near_zero_loss_and_generated_back():
 
 
 def test_char_encoding_uses_the_vocabulary_ids_and_names_an_unknown_character():
-    assert lm.encode("dab\n", CHARS).tolist() == [3, 0, 1, 4]
+    assert lm_text.encode("dab\n", CHARS).tolist() == [3, 0, 1, 4]
     with pytest.raises(ValueError, match="token 'é' is not in the vocabulary"):
-        lm.encode("abé", CHARS)
+        lm_text.encode("abé", CHARS)
 
 
 def test_word_tokens_keep_newlines_and_punctuation_and_join_back_into_text():
     text = "ROMEO:\nO, she doth teach the torches to burn bright!\nIt seems she hangs o'er."
-    tokens = lm.tokenize(text, "word")
+    tokens = lm_text.tokenize(text, "word")
     assert tokens[:6] == ["ROMEO", ":", "\n", "O", ",", "she"] and "o'er" in tokens
-    assert lm.detokenize(tokens, "word") == text
+    assert lm_text.detokenize(tokens, "word") == text
 
 
 def test_the_word_vocabulary_is_the_most_frequent_training_words_plus_unk():
     train = "a a a b b c\n"
-    vocab = lm.build_vocabulary(train + "d d d d", train, "word", words=2)
+    vocab = lm_text.build_vocabulary(train + "d d d d", train, "word", words=2)
     assert vocab.tokens == ("<unk>", "a", "b")
-    assert lm.encode("a c d", vocab).tolist() == [1, 0, 0]
+    assert lm_text.encode("a c d", vocab).tolist() == [1, 0, 0]
 
 
 # --- baselines ------------------------------------------------------------------------------
@@ -198,7 +199,7 @@ def test_the_word_vocabulary_is_the_most_frequent_training_words_plus_unk():
 @pytest.mark.parametrize("order", [1, 2, 4])
 def test_kneser_ney_gives_a_distribution_over_the_next_token_after_any_history(order):
     train = random_ids(500)[:500].numpy() * (np.arange(500) % 3 != 0)  # some structure
-    model = lm.KneserNey(train, V, order)
+    model = ngram.KneserNey(train, V, order)
     for history in ([0, 0, 0], [4, 3, 2], [1, 4, 4]):  # seen and unseen histories
         candidates = np.array([[*history, w] for w in range(V)])
         total = sum(math.exp(model.log_probs(row)[-1]) for row in candidates)
@@ -213,12 +214,12 @@ def test_the_ngram_baseline_picks_its_order_on_validation_and_beats_the_unigram(
     for _ in range(6000):
         ids.append(int(table[ids[-2], ids[-1]]) if rng.random() < 0.9 else int(rng.integers(V)))
     ids = torch.tensor(ids)
-    baselines = lm.count_baselines(ids[:5000], ids[5000:5500], ids[5500:], V)
+    baselines = ngram.count_baselines(ids[:5000], ids[5000:5500], ids[5500:], V)
     assert baselines.ngram_order == 3
     assert baselines.ngram["val"] < baselines.unigram["val"] - 0.5
     assert set(baselines.ngram_by_order) >= {2, 3, 4}
 
 
-def test_losses_are_described_in_bits_per_char_or_perplexity():
-    assert lm.describe_loss(math.log(2), "char") == "0.6931 nats/char = 1.000 bits/char"
-    assert lm.describe_loss(math.log(100), "word") == "4.6052 nats/word = perplexity 100.0"
+def test_losses_have_bits_per_char_or_perplexity_beside_them():
+    assert lm.companion(math.log(2), "char") == pytest.approx(1.0)
+    assert lm.companion(math.log(100), "word") == pytest.approx(100.0)

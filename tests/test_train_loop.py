@@ -96,7 +96,7 @@ def test_fit_learns_and_writes_the_run_folder(tmp_path):
     assert records[-1]["val_acc"] > records[0]["val_acc"] + 0.1
 
     best = max(records, key=lambda r: r["val_acc"])
-    assert (result.best_epoch, result.best_accuracy) == (best["epoch"], best["val_acc"])
+    assert (result.best_epoch, result.best_score) == (best["epoch"], best["val_acc"])
     best_state = torch.load(run / "best.pt", weights_only=True)
     assert (best_state["epoch"], best_state["score"]) == (best["epoch"], best["val_acc"])
     summary = json.loads((run / "summary.json").read_text())
@@ -211,7 +211,7 @@ def test_nan_loss_stops_the_run_naming_epoch_and_batch_and_keeps_the_last_checkp
     model = NaNAt(inner, at=9)
     after_epoch_1 = {}
 
-    def remember(epoch, model):
+    def remember(epoch, model, metrics):
         if epoch == 1:
             after_epoch_1.update({k: v.clone() for k, v in model.state_dict().items()})
 
@@ -232,8 +232,9 @@ def test_nan_loss_stops_the_run_naming_epoch_and_batch_and_keeps_the_last_checkp
 def test_epoch_hook_output_joins_metrics_and_the_epoch_line(tmp_path, capsys):
     model, train, val = make_problem()
 
-    def predicted(epoch, model):
+    def predicted(epoch, model, metrics):
         assert not model.training and not torch.is_grad_enabled()
+        assert metrics["epoch"] == epoch and {"train_loss", "val_loss"} <= metrics.keys()
         return {"predicted": "ohlol"[:epoch]}
 
     history = fit(model, train, val, make_config(tmp_path), on_epoch_end=predicted).history
@@ -247,7 +248,7 @@ def test_epoch_hook_output_joins_metrics_and_the_epoch_line(tmp_path, capsys):
 def test_epoch_hook_must_return_scalars_or_strings(tmp_path):
     model, train, val = make_problem()
     with pytest.raises(TypeError, match="'logits' must be an int, float, str, bool or None"):
-        fit(model, train, val, make_config(tmp_path), on_epoch_end=lambda e, m: {"logits": [1]})
+        fit(model, train, val, make_config(tmp_path), on_epoch_end=lambda e, m, r: {"logits": [1]})
 
 
 def test_progress_bar_goes_to_stderr_and_one_line_per_epoch_to_stdout(tmp_path, capsys):
@@ -268,7 +269,7 @@ def test_resume_drops_metrics_the_checkpoint_lacks_and_ends_as_if_never_stopped(
     run = tmp_path / "run"
     saved = tmp_path / "epoch1.pt"
 
-    def keep_epoch_1_checkpoint(epoch, model):
+    def keep_epoch_1_checkpoint(epoch, model, metrics):
         if epoch == 2:  # the hook runs before epoch 2's checkpoint replaces epoch 1's
             shutil.copy(run / "checkpoint.pt", saved)
 
@@ -291,9 +292,9 @@ def test_resume_drops_metrics_the_checkpoint_lacks_and_ends_as_if_never_stopped(
     assert read_metrics(run)[0] == uninterrupted.history[0]  # kept as written, timing too
     assert without_timing(read_metrics(run)) == without_timing(uninterrupted.history)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in final_weights.items())
-    assert (resumed.best_epoch, resumed.best_accuracy) == (
+    assert (resumed.best_epoch, resumed.best_score) == (
         uninterrupted.best_epoch,
-        uninterrupted.best_accuracy,
+        uninterrupted.best_score,
     )
 
 

@@ -18,6 +18,8 @@ METRICS_FILE = "metrics.jsonl"  # one line per epoch
 CHECKPOINT_FILE = "checkpoint.pt"  # the whole state after the last finished epoch
 BEST_FILE = "best.pt"  # the weights of the best epoch by validation
 TEST_FILE = "test.json"  # the best model scored on the test split
+BASELINES_FILE = "baselines.json"  # what non-RNN methods score on the same split
+SAMPLES_FILE = "samples.txt"  # a language model's text sample after each epoch
 SUMMARY_FILE = "summary.json"  # best and final epochs, total time
 LOCK_FILE = ".lock"  # held by the one process writing the folder
 

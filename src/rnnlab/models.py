@@ -4,7 +4,9 @@
 experiment): one-hot or embedded tokens -> RNN -> Linear at every step. `RowClassifier`
 reads a 28x28 image as 28 steps of 28 pixels and classifies it from the last hidden state;
 `PixelSequence` in front of it makes the steps single pixels (pixel and permuted MNIST).
-Nothing here knows where data comes from or how it is trained.
+`LanguageModel` predicts the next token at every step, carrying its hidden state from one
+batch to the next (truncated backpropagation through time). Nothing here knows where data
+comes from or how it is trained.
 """
 
 from __future__ import annotations
@@ -147,3 +149,66 @@ class PixelSequence(nn.Module):
         if self.order is not None:
             pixels = pixels[:, self.order]  # (B, P)
         return pixels.unsqueeze(-1)  # (B, P, 1)
+
+
+class LanguageModel(nn.Module):
+    """Next-token prediction with the hidden state carried: ids (B, T) -> logits (B, T, V).
+
+    embedding (V -> E) -> dropout -> RNN (E -> H, L layers, dropout between layers) ->
+    dropout -> Linear (H -> V); with `tied` the Linear's weight is the embedding's (E == H).
+
+    `forward(tokens)` starts from the state its previous call left (detached: truncated BPTT)
+    when that call was in the same mode (training or eval) with the same batch size, else
+    from zeros; `reset_state()` forgets both, and so does loading weights. `step(tokens,
+    state)` is the stateless form: it takes and returns the state (L, B, H) explicitly.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding: int,
+        hidden: int,
+        layers: int,
+        nonlinearity: str = "tanh",
+        impl: str = "rnnlab",
+        dropout: float = 0.0,
+        tied: bool = False,
+        init_scheme: str = "default",
+    ) -> None:
+        super().__init__()
+        if tied and embedding != hidden:
+            raise ValueError(
+                f"--tied shares the embedding and output weights, so it needs --embedding equal "
+                f"to --hidden; got embedding {embedding}, hidden {hidden}"
+            )
+        self.embedding = nn.Embedding(vocab_size, embedding)
+        self.rnn = make_rnn(
+            impl, embedding, hidden, layers, nonlinearity, init_scheme, dropout=dropout
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, vocab_size)
+        if tied:
+            self.head.weight = self.embedding.weight
+        self._carried: dict[bool, Tensor] = {}  # training mode -> (L, B, H), detached
+
+    def reset_state(self) -> None:
+        self._carried.clear()
+
+    def load_state_dict(self, *args, **kwargs):
+        self.reset_state()  # a state carried by other weights means nothing to these
+        return super().load_state_dict(*args, **kwargs)
+
+    def step(self, tokens: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Logits (B, T, V) for ids (B, T) from `state` (L, B, H) (None: zeros), and the
+        state after the last step."""
+        x = self.dropout(self.embedding(tokens))  # (B, T, E)
+        h, state = self.rnn(x, state)  # (B, T, H), (L, B, H)
+        return self.head(self.dropout(h)), state  # (B, T, V), (L, B, H)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        carried = self._carried.get(self.training)
+        if carried is not None and carried.shape[1] != tokens.shape[0]:
+            carried = None  # another layout of streams: start afresh
+        logits, state = self.step(tokens, carried)
+        self._carried[self.training] = state.detach()
+        return logits  # (B, T, V)

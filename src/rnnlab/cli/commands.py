@@ -289,7 +289,9 @@ def run_evaluate(args) -> int:
         if getattr(args, name, None) is not None
     }
     saved = restore(args.run_dir, args.experiments, **overrides)
-    result, data = evaluate_saved(saved, limit_batches=DRY_RUN_BATCHES if args.dry_run else 0)
+    result, data, extra = evaluate_saved(
+        saved, limit_batches=DRY_RUN_BATCHES if args.dry_run else 0
+    )
     print(
         json.dumps(
             {
@@ -298,6 +300,7 @@ def run_evaluate(args) -> int:
                 "loss": result.loss,
                 "accuracy": result.accuracy,
                 "count": result.count,
+                **extra,
             },
             indent=2,
         )

@@ -100,6 +100,7 @@ class _FoldJob:
     loss_fn: Callable
     class_names: list[str] | None
     record: RunRecord | None  # what each fold's config.json holds
+    best_by: str  # the validation metric that picks each fold's best.pt
 
 
 def fold_seed(seed: int, fold: int) -> int:
@@ -126,6 +127,7 @@ def cross_validate(
     loss_fn: Callable = cross_entropy,
     class_names: list[str] | None = None,
     record: RunRecord | None = None,
+    best_by: str = "val_acc",
 ) -> CVResult | None:
     """k-fold cross-validation of the model `build_model()` on `dataset`, by `fit`.
 
@@ -153,6 +155,7 @@ def cross_validate(
       settings, its data), so `evaluate` and `predict` accept a fold folder. Its settings are
       part of the plan: with the split and training settings they must match a previous
       run's to continue it.
+    - `best_by`: the validation metric that picks each fold's best epoch (see `fit`).
 
     A fold's result is the same wherever it runs (here, in a worker, on any rank) as long as
     it trains with the same number of torch threads, which fold.json records: the thread
@@ -206,6 +209,7 @@ def cross_validate(
         loss_fn=loss_fn,
         class_names=class_names,
         record=record,
+        best_by=best_by,
     )
     if workers == 1:
         ran = {i: run_fold(job, i) for i in todo}
@@ -264,6 +268,7 @@ def run_fold(job: _FoldJob, fold: int) -> FoldResult:
             loss_fn=job.loss_fn,
             class_names=job.class_names,
             record=job.record,
+            best_by=job.best_by,
         )
         best = next(r for r in fitted.history if r["epoch"] == fitted.best_epoch)
         result = FoldResult(
@@ -279,7 +284,7 @@ def run_fold(job: _FoldJob, fold: int) -> FoldResult:
             threads=torch.get_num_threads(),
         )
         if job.test_dataset is not None:
-            # best.pt is always there: the first epoch beats the initial score of -inf.
+            # best.pt is always there: a finite first epoch is the best so far.
             model.load_state_dict(load_checkpoint(fitted.run_dir / BEST_FILE)["model"])
             test = evaluate(
                 model,

@@ -1,12 +1,13 @@
 """The experiments, each one module that declares itself as an `Experiment`.
 
 `seq2seq` tags every step of a sequence ("hello" -> "ohlol"); `mnist` classifies MNIST or
-Fashion-MNIST images read as 28 steps of 28 pixels. `experiment` holds the declaration and
-what every experiment can do: train, cross-validate, restore a saved run, score it again.
+Fashion-MNIST images read as 28 steps of 28 pixels; `lm` learns a text and writes more.
+`experiment` holds the declaration and what every experiment can do: train, cross-validate,
+restore a saved run, score it again.
 A new experiment is a new module here and one entry in EXPERIMENTS; the command line follows.
 """
 
-from rnnlab.experiments import mnist, seq2seq
+from rnnlab.experiments import lm, mnist, seq2seq
 from rnnlab.experiments.experiment import (
     Data,
     Experiment,
@@ -18,7 +19,7 @@ from rnnlab.experiments.experiment import (
     train,
 )
 
-EXPERIMENTS = (mnist.EXPERIMENT, seq2seq.EXPERIMENT)
+EXPERIMENTS = (mnist.EXPERIMENT, lm.EXPERIMENT, seq2seq.EXPERIMENT)
 
 __all__ = [
     "EXPERIMENTS",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from rnnlab.crossval import CVResult, cross_validate
-from rnnlab.files import TEST_FILE, atomic_write
+from rnnlab.files import BASELINES_FILE, TEST_FILE, atomic_write
 from rnnlab.train import (
     EvalResult,
     FitResult,
@@ -43,7 +43,7 @@ from rnnlab.train import (
     seed_everything,
     wrap_model,
 )
-from rnnlab.train.distributed import on_main_then_everywhere
+from rnnlab.train.distributed import DistributedContext, on_main_then_everywhere
 from rnnlab.train.run_dir import WEIGHTS_FILES, choose_run_dir
 
 TEST_BATCH = 1000  # samples per batch when a saved model is scored: no gradients, so large
@@ -84,6 +84,17 @@ class RunCommand:
     run: Callable[[SavedRun, Any], None]  # (the saved run, the options) -> prints its result
 
 
+# (config, dataset, training?, the processes or None for one) -> the batches of `dataset`
+LoaderHook = Callable[[Any, Dataset, bool, DistributedContext | None], Iterable]
+# (config, data) -> {method: {"val_acc": ..., "test_acc": ...}}: what a non-RNN method scores
+BaselinesHook = Callable[[Any, Data], dict[str, dict[str, float]]]
+# (config, data, model, the epoch's metrics so far, the run folder (None off the main
+# process)) -> more metrics for the epoch's record and line
+EpochEndHook = Callable[[Any, Data, nn.Module, dict, Path | None], dict]
+# (config, data, model, its EvalResult on the test split, with predictions) -> more metrics
+TestMetricsHook = Callable[[Any, Data, nn.Module, EvalResult], dict]
+
+
 @dataclass(frozen=True)
 class Experiment:
     name: str  # the command, `rnnlab NAME`, and the run's default folder name
@@ -94,7 +105,12 @@ class Experiment:
     train_defaults: dict = field(default_factory=dict)  # TrainConfig options, this recipe's
     default_name: Callable[[Any], str] | None = None  # the run folder's name; None: `name`
     collate: Callable | None = None  # the DataLoader's collate_fn; None: torch's default
-    on_epoch_end: Callable[[Any, Data, nn.Module], dict] | None = None  # extra epoch metrics
+    loader: LoaderHook | None = None  # how batches are made; None: shuffled `batch_size` ones
+    baselines: BaselinesHook | None = None  # printed before training, kept in baselines.json
+    best_by: str = "val_acc"  # the validation metric that picks best.pt (see `fit`)
+    on_epoch_end: EpochEndHook | None = None  # extra epoch metrics (a prediction, a sample)
+    test_metrics: TestMetricsHook | None = None  # extra test-split metrics, into test.json
+    contiguous_folds: bool = False  # cv folds are runs of the data in order, never shuffled
     predict: RunCommand | None = None  # `rnnlab predict RUN_DIR`
     commands: tuple[RunCommand, ...] = ()  # more commands on a saved run (generate...)
     evaluate_fields: tuple[str, ...] = ()  # config fields `rnnlab evaluate` may change
@@ -120,6 +136,56 @@ def loader(
         collate_fn=collate,
         generator=torch.Generator(),
     )
+
+
+def batches(
+    experiment: Experiment,
+    config,
+    dataset: Dataset,
+    *,
+    train: bool,
+    ctx: DistributedContext | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+) -> Iterable:
+    """The batches of `dataset` this experiment trains (`train`) or scores on: its `loader`
+    hook's, else `batch_size` (default config.batch_size) samples each, shuffled for training
+    and in order otherwise; under `ctx` each process takes its share (see
+    `rnnlab.train.distributed`), without one everything runs here."""
+    if experiment.loader is not None:
+        return experiment.loader(config, dataset, train, ctx)
+    size = batch_size or config.batch_size
+    if ctx is None:
+        return loader(dataset, batch_size=size, shuffle=train, collate=experiment.collate)
+    if train:
+        return make_loader(
+            dataset, size, shuffle=True, seed=seed, ctx=ctx, collate_fn=experiment.collate
+        )
+    return make_eval_loader(dataset, size, ctx=ctx, collate_fn=experiment.collate)
+
+
+def score_baselines(experiment: Experiment, config, data: Data, run_dir: Path) -> None:
+    """Print what the experiment's non-RNN methods score on this split, kept in the run
+    folder's baselines.json (which a resumed run reads instead of scoring them again)."""
+    path = run_dir / BASELINES_FILE
+    try:
+        scores = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):  # none yet, or cut short: scored afresh
+        scores = experiment.baselines(config, data)
+        atomic_write(path, (json.dumps(scores, indent=2) + "\n").encode())
+    for method, metrics in scores.items():
+        print(f"baseline {method}: {format_metrics(metrics)}")
+
+
+def format_metrics(metrics: dict) -> str:
+    """`{"val_acc": 0.9, "test_loss": 1.2}` as 'val acc 90.00% · test loss 1.2000'."""
+
+    def shown(key: str, value) -> str:
+        if isinstance(value, float) and key.endswith("acc"):
+            return f"{100 * value:.2f}%"
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    return " · ".join(f"{key.replace('_', ' ')} {shown(key, v)}" for key, v in metrics.items())
 
 
 def record_of(experiment: Experiment, config, train_config: TrainConfig, data: Data) -> RunRecord:
@@ -162,55 +228,69 @@ def train(
                 print(f"run folder: {run_dir}")
                 if data.description:
                     print(data.description)
+                if experiment.baselines is not None and train_config.limit_batches:
+                    print("baselines: not scored in a run limited to a few batches")
+                elif experiment.baselines is not None:
+                    score_baselines(experiment, config, data, run_dir)
             seed_everything(train_config.seed)  # the initial weights follow from the seed too
             model = experiment.build_model(config, data.meta)
-            batch = config.batch_size
 
-            def extras(epoch: int, _) -> dict:
-                return experiment.on_epoch_end(config, data, model)
+            def extras(epoch: int, _, metrics: dict) -> dict:
+                where = run_dir if ctx.is_main else None
+                return experiment.on_epoch_end(config, data, model, metrics, where)
 
             result = fit(
                 wrap_model(model, ctx),
-                make_loader(
-                    data.train,
-                    batch,
-                    shuffle=True,
-                    seed=train_config.seed,
-                    ctx=ctx,
-                    collate_fn=experiment.collate,
+                batches(
+                    experiment, config, data.train, train=True, ctx=ctx, seed=train_config.seed
                 ),
                 None
                 if data.val is None
-                else make_eval_loader(data.val, batch, ctx=ctx, collate_fn=experiment.collate),
+                else batches(experiment, config, data.val, train=False, ctx=ctx),
                 train_config,
                 on_epoch_end=extras if experiment.on_epoch_end else None,
                 class_names=data.class_names,
                 record=record,
+                best_by=experiment.best_by,
             )
             if data.test is not None:
-                _score_test(experiment, model, data.test, result, train_config, ctx)
+                _score_test(experiment, config, data, model, result, train_config, ctx)
     return result
 
 
-def _score_test(experiment, model, test, result: FitResult, train_config, ctx) -> None:
+def _score_test(experiment, config, data, model, result: FitResult, train_config, ctx) -> None:
     """The best epoch's model on the test split, on every process; rank 0 writes test.json."""
     if ctx.is_main:
         load_weights(model, result.run_dir)
     broadcast_from_main(model, ctx)
-    loader_ = make_eval_loader(test, TEST_BATCH, ctx=ctx, collate_fn=experiment.collate)
-    scored = evaluate(model, loader_, limit_batches=train_config.limit_batches)
+    loader_ = batches(experiment, config, data.test, train=False, ctx=ctx, batch_size=TEST_BATCH)
+    scored = evaluate(
+        model, loader_, limit_batches=train_config.limit_batches, predictions=True, confusion=True
+    )
+    extra = _test_metrics(experiment, config, data, model, scored)
     if ctx.is_main:
         record = {
             "epoch": result.best_epoch,
             "test_loss": scored.loss,
             "test_acc": scored.accuracy,
             "count": scored.count,
+            **extra,
         }
         atomic_write(result.run_dir / TEST_FILE, json.dumps(record, indent=2).encode())
         print(
             f"test accuracy {scored.accuracy:.2%} (loss {scored.loss:.4f}) on "
             f"{scored.count} samples, model of epoch {result.best_epoch}"
         )
+        if extra:
+            print(format_metrics(extra))
+
+
+def _test_metrics(experiment, config, data: Data, model, scored: EvalResult) -> dict:
+    if experiment.test_metrics is None:
+        return {}
+    model.eval()
+    with torch.no_grad():
+        return experiment.test_metrics(config, data, model, scored)
 
 
 def cross_validate_experiment(
@@ -243,6 +323,8 @@ def cross_validate_experiment(
         )
     if test and data.test is None:
         raise ValueError(f"--test: the {experiment.name} experiment has no test split")
+    if experiment.contiguous_folds:
+        shuffle, stratify = False, False  # a fold is a stretch of the data, as it comes
     labels = data.labels if stratify else None
     print(
         f"{len(data.train)} training samples in {folds} "
@@ -256,13 +338,19 @@ def cross_validate_experiment(
         labels,
         folds=folds,
         config=train_config,
-        make_loader=partial(loader, batch_size=config.batch_size, collate=experiment.collate),
+        make_loader=partial(_fold_loader, experiment, config),
         shuffle=shuffle,
         test_dataset=data.test if test else None,
         workers=workers,
         class_names=data.class_names,
         record=record_of(experiment, config, train_config, data),
+        best_by=experiment.best_by,
     )
+
+
+def _fold_loader(experiment: Experiment, config, dataset: Dataset, *, shuffle: bool) -> Iterable:
+    """A cross-validation fold's batches (a module-level function: fold workers pickle it)."""
+    return batches(experiment, config, dataset, train=shuffle)
 
 
 def load_weights(model: nn.Module, run_dir: str | Path) -> Path:
@@ -313,13 +401,17 @@ def find_experiment(experiments, name: str, run_dir: Path | str = "") -> Experim
     raise ValueError(f"{run_dir}: unknown experiment {name!r}; rnnlab knows {known}")
 
 
-def evaluate_saved(saved: SavedRun, limit_batches: int = 0) -> tuple[EvalResult, Data]:
-    """Score a saved run's best model on its test split (its validation data without one)."""
-    experiment = saved.experiment
-    data = experiment.load_data(saved.config, saved.record.meta)
+def evaluate_saved(saved: SavedRun, limit_batches: int = 0) -> tuple[EvalResult, Data, dict]:
+    """Score a saved run's best model on its test split (its validation data without one):
+    the result, the data, and the experiment's own test metrics."""
+    experiment, config = saved.experiment, saved.config
+    data = experiment.load_data(config, saved.record.meta)
     dataset = data.test if data.test is not None else data.val
     if dataset is None:
         raise ValueError(f"{saved.run_dir}: the {experiment.name} data has nothing to score")
-    batch = TEST_BATCH if data.test is not None else saved.config.batch_size
-    loader_ = loader(dataset, batch_size=batch, shuffle=False, collate=experiment.collate)
-    return evaluate(saved.model, loader_, limit_batches=limit_batches), data
+    batch = TEST_BATCH if data.test is not None else config.batch_size
+    loader_ = batches(experiment, config, dataset, train=False, batch_size=batch)
+    scored = evaluate(
+        saved.model, loader_, limit_batches=limit_batches, predictions=True, confusion=True
+    )
+    return scored, data, _test_metrics(experiment, config, data, saved.model, scored)

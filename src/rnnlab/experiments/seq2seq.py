@@ -133,7 +133,7 @@ def shorten(text: str) -> str:
     return text if len(text) <= SHOWN_CHARACTERS else text[:SHOWN_CHARACTERS] + "..."
 
 
-def show_prediction(config: Seq2SeqConfig, data: Data, model) -> dict:
+def show_prediction(config: Seq2SeqConfig, data: Data, model, metrics, run_dir) -> dict:
     """The first pair's prediction after each epoch, for the log line and metrics."""
     vocab = Vocabulary.from_dict(data.meta["vocabulary"])
     source = data.train.pairs[0].source

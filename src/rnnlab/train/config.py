@@ -36,6 +36,9 @@ class TrainConfig:
         "learning-rate schedule over the run: none, cosine to 0, onecycle",
         choices=SCHEDULES,
     )
+    warmup: int = option(
+        0, "updates of linear learning-rate warm-up before --schedule (none or cosine)"
+    )
     grad_clip: float = option(0.0, "clip the gradient norm at this value; 0 disables")
     device: str = option("auto", "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'")
     seed: int = option(0, "seed of every random stream (weights, data order, dropout)")
@@ -61,6 +64,9 @@ class TrainConfig:
         check_range("momentum", self.momentum, 0.0)
         check_range("weight_decay", self.weight_decay, 0.0)
         check_range("grad_clip", self.grad_clip, 0.0)
+        check_range("warmup", self.warmup, 0)
+        if self.warmup and self.schedule == "onecycle":
+            raise ValueError("--warmup does not combine with --schedule onecycle, which warms up")
         check_range("limit_batches", self.limit_batches, 0)
         check_range("seed", self.seed, 0, MAX_SEED)
 

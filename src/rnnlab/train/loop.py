@@ -60,7 +60,9 @@ IGNORE_INDEX = -100
 CONFUSION_PLOT_MAX_CLASSES = 50
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
-EpochHook = Callable[[int, nn.Module], "dict | None"]
+EpochHook = Callable[[int, nn.Module, dict], "dict | None"]
+# What picks best.pt: a metric of the validation pass; one ending in "loss" is minimised.
+BEST_BY = ("val_acc", "val_loss")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -81,7 +83,7 @@ class FitResult:
     run_dir: Path  # the folder holding config, metrics, checkpoints, plots and summary
     history: list[dict]  # the metrics record of every epoch, as in metrics.jsonl
     best_epoch: int  # the epoch whose model is in best.pt
-    best_accuracy: float  # its validation accuracy (training accuracy without a val loader)
+    best_score: float  # its `best_by` metric (on the training pass without a val loader)
 
 
 def _log(message: str) -> None:
@@ -125,6 +127,15 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, wrappers) else model
 
 
+def _reset_state(model: nn.Module) -> None:
+    """Forget what a stateful model carries between batches (a language model's hidden state):
+    each pass over a loader starts from the model's initial state, so a resumed run, which
+    begins a pass, is exact."""
+    reset = getattr(_unwrap(model), "reset_state", None)
+    if callable(reset):
+        reset()
+
+
 def _model_device(model: nn.Module) -> torch.device:
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
@@ -161,6 +172,7 @@ def evaluate(
     was_training = model.training
     model = _unwrap(model)
     model.eval()
+    _reset_state(model)
     loss_sum, correct, count = 0.0, 0, 0
     matrix, predicted = None, []
     with torch.no_grad():
@@ -216,14 +228,22 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 
 
 def make_scheduler(optimizer, config: TrainConfig, total_steps: int):
-    """The per-step learning-rate schedule named by config.schedule, or None for 'none'."""
+    """The per-step learning-rate schedule named by config.schedule (None for 'none'), after
+    config.warmup updates whose rate rises linearly to config.lr."""
+    schedulers = torch.optim.lr_scheduler
+    warmup = min(config.warmup, total_steps)
+    main = None
     if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    if config.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=total_steps
-        )
-    return None
+        main = schedulers.CosineAnnealingLR(optimizer, T_max=max(total_steps - warmup, 1))
+    elif config.schedule == "onecycle":
+        main = schedulers.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps)
+    if not warmup:
+        return main
+    # lr (s + 1) / warmup at update s < warmup, then lr and the schedule's course
+    warm = schedulers.LinearLR(optimizer, 1 / warmup, 1.0, total_iters=warmup - 1)
+    if main is None:
+        return warm
+    return schedulers.SequentialLR(optimizer, [warm, main], milestones=[warmup])
 
 
 def loader_generators(*loaders) -> list[torch.Generator]:
@@ -272,8 +292,15 @@ def _epoch_line(record: dict, epochs: int, extra: dict, best: bool) -> str:
     parts.append(f"{record['seconds']:.1f}s")
     if best:
         parts.append("best so far")
-    parts.extend(f"{k} {v!r}" if isinstance(v, str) else f"{k} {v}" for k, v in extra.items())
+    parts.extend(f"{k} {_shown(v)}" for k, v in extra.items())
     return " | ".join(parts)
+
+
+def _shown(value) -> str:
+    """A hook's value as the epoch line shows it: strings quoted, floats to 4 decimals."""
+    if isinstance(value, str):
+        return repr(value)
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def fit(
@@ -286,17 +313,21 @@ def fit(
     on_epoch_end: EpochHook | None = None,
     class_names: list[str] | None = None,
     record: RunRecord | None = None,
+    best_by: str = "val_acc",
 ) -> FitResult:
     """Train `model` on `train_loader` for config.epochs, writing the run to out_dir/name.
 
     Each epoch: a tqdm bar over the batches; evaluation on `val_loader` (if any); the optional
-    `on_epoch_end(epoch, model)` hook, called in eval mode without gradients, whose returned
-    dict of scalars or strings joins the epoch's metrics record and log line; a line appended to
-    metrics.jsonl; best.pt when validation accuracy (training accuracy without a val loader)
-    beats every earlier epoch and weights and metrics are finite; then checkpoint.pt, written
-    atomically. At the end: loss.png, accuracy.png, confusion.png (the best epoch on validation)
-    and summary.json. A fresh run writes `record` (the run's settings; by default the training
-    settings alone) as config.json. The main process holds the folder's lock throughout.
+    `on_epoch_end(epoch, model, metrics)` hook, called in eval mode without gradients with a
+    copy of the epoch's metrics so far, whose returned dict of scalars or strings joins the
+    epoch's metrics record and log line; a line appended to metrics.jsonl; best.pt when the
+    `best_by` metric (validation accuracy by default, or validation loss; the training pass's
+    without a val loader) beats every earlier epoch and weights and metrics are finite; then
+    checkpoint.pt, written atomically. A model with a `reset_state()` method (one that carries
+    state from batch to batch) is reset at the start of every pass over a loader. At the end:
+    loss.png, accuracy.png, confusion.png (the best epoch on validation) and summary.json. A
+    fresh run writes `record` (the run's settings; by default the training settings alone) as
+    config.json. The main process holds the folder's lock throughout.
 
     With config.resume the run continues from checkpoint.pt (model, optimiser, scheduler, every
     RNG stream, the loaders' generators, best-so-far, metrics history) and on CPU ends with the
@@ -310,12 +341,14 @@ def fit(
     leaving the last checkpoint as it was.
     """
     config = TrainConfig() if config is None else config
+    if best_by not in BEST_BY:
+        raise ValueError(f"best_by must be one of {', '.join(BEST_BY)}; got {best_by!r}")
     record = replace(
         record or RunRecord(experiment="", config={}, train={}), train=config.settings()
     )
     run_dir = Path(config.out_dir) / config.name
     with run_lock(run_dir) if is_main_process() else contextlib.nullcontext():
-        loop = _Loop(model, train_loader, val_loader, config, loss_fn, run_dir)
+        loop = _Loop(model, train_loader, val_loader, config, loss_fn, run_dir, best_by)
         state = loop.start(record)
         for epoch in range(state.epoch + 1, config.epochs + 1):
             started = time.perf_counter()
@@ -335,11 +368,15 @@ def fit(
 class _Loop:
     """The objects one run trains with, and the steps of an epoch: fit reads as their order."""
 
-    def __init__(self, model, train_loader, val_loader, config: TrainConfig, loss_fn, run_dir):
+    def __init__(
+        self, model, train_loader, val_loader, config: TrainConfig, loss_fn, run_dir, best_by
+    ):
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
         self.train_loader, self.val_loader = train_loader, val_loader
         self.config, self.loss_fn, self.run_dir = config, loss_fn, run_dir
+        # the metric that picks best.pt: of the training pass when nothing is validated
+        self.best_by = best_by if val_loader is not None else best_by.replace("val_", "train_")
         self.optimizer = make_optimizer(model, config)
         self.steps = _steps(train_loader, config.limit_batches)
         fewest, most = min_max_over_processes(self.steps, self.device)
@@ -408,6 +445,7 @@ class _Loop:
             if hasattr(getattr(loader, "sampler", None), "set_epoch"):
                 loader.sampler.set_epoch(epoch)  # DistributedSampler reshuffles per epoch
         model.train()
+        _reset_state(model)
         started = time.perf_counter()
         loss_sum, correct, count, samples = 0.0, 0, 0, 0
         bar = tqdm(
@@ -485,15 +523,17 @@ class _Loop:
             return {}
         self.model.eval()
         with torch.no_grad():
-            extra = _check_extra(on_epoch_end(epoch, self.model), metrics)
+            extra = _check_extra(on_epoch_end(epoch, self.model, dict(metrics)), metrics)
         metrics.update(extra)
         return extra
 
     def finish_epoch(self, state: RunState, metrics: dict, result: EvalResult | None) -> bool:
         """Record the epoch; best.pt if it is the best so far; then the checkpoint. Whether it
         was the best."""
-        score = metrics["val_acc" if result is not None else "train_acc"]
-        improved = score > state.best_score and _finite(metrics, self.model)
+        score = metrics[self.best_by]
+        lower_is_better = self.best_by.endswith("loss")
+        better = score < state.best_score if lower_is_better else score > state.best_score
+        improved = (state.best_epoch == 0 or better) and _finite(metrics, self.model)
         state.epoch = metrics["epoch"]
         state.history.append(metrics)
         if improved:

@@ -24,7 +24,7 @@ class RunState:
     step: int = 0  # optimiser updates so far
     history: list[dict] = field(default_factory=list)  # metrics record of each finished epoch
     best_epoch: int = 0  # the epoch whose weights are in best.pt (0: none yet)
-    best_score: float = -math.inf  # its validation accuracy (training accuracy without one)
+    best_score: float = -math.inf  # its `best_by` metric (see fit); none while best_epoch is 0
     best_confusion: Tensor | None = None  # (C, C) its validation confusion matrix
 
     def save(

@@ -1,0 +1,173 @@
+"""The language model's text: tokens (characters, or words and marks), their ids, and the
+streams truncated backpropagation through time reads them in.
+
+`load_text` loads a corpus (see `corpus.py`), cuts it 90/5/5 and encodes each part with a
+vocabulary of its characters, or of the N most frequent training words plus '<unk>'.
+`StreamWindows` lays a part out as B parallel streams cut into windows of `bptt` steps;
+item w is window w of every stream, so reading the items in order continues each stream.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from rnnlab.data.corpus import Corpus, load_corpus, split_text
+from rnnlab.data.text import UNK, Vocabulary
+
+LEVELS = ("char", "word")
+NEWLINE = "\n"
+# word level: words (with inner apostrophes: "o'er", "bear't"), newlines, and each other
+# mark on its own, so that generated text keeps the play's layout and punctuation
+WORD_PATTERN = re.compile(r"\w+(?:'\w+)*|\n|[^\w\s]")
+NO_SPACE_BEFORE = frozenset(".,;:!?)]'")
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+def tokenize(text: str, level: str) -> list[str]:
+    """`text` as characters, or as words, punctuation marks and newlines (word level)."""
+    if level == "char":
+        return list(text)
+    if level == "word":
+        return WORD_PATTERN.findall(text)
+    raise ValueError(f"level must be one of {', '.join(LEVELS)}; got {level!r}")
+
+
+def detokenize(tokens: Sequence[str], level: str) -> str:
+    """Tokens back to text: characters joined as they are; words with a space between them
+    except before punctuation and around newlines."""
+    if level == "char":
+        return "".join(tokens)
+    out: list[str] = []
+    for token in tokens:
+        if out and out[-1] != NEWLINE and token != NEWLINE and token not in NO_SPACE_BEFORE:
+            out.append(" ")
+        out.append(token)
+    return "".join(out)
+
+
+def build_vocabulary(text: str, train: str, level: str, words: int) -> Vocabulary:
+    """Char level: every character of the whole text (its symbol set, not its statistics, so
+    validation never meets an unknown character); word level: the `words` most frequent
+    tokens of the training part (ties broken by the token), plus '<unk>'."""
+    if level == "char":
+        return Vocabulary.build([text], "char")
+    counts = Counter(tokenize(train, "word"))
+    counts.pop(UNK, None)
+    top = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:words]
+    return Vocabulary(sorted(token for token, _ in top), level="word", unk=True)
+
+
+def encode(text: str, vocab: Vocabulary) -> Tensor:
+    """`text` as token ids at the vocabulary's level: int64 (N,). Characters go through a
+    table of code points (millions per second); a character the vocabulary lacks is an error
+    naming it."""
+    if vocab.level != "char":
+        return torch.tensor(vocab.encode(tokenize(text, vocab.level)), dtype=torch.int64)
+    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # (N,) code points
+    token_points = np.array([ord(token) for token in vocab.tokens], dtype=np.uint32)  # (V,)
+    order = np.argsort(token_points)  # ids by code point
+    known = token_points[order]  # (V,) sorted
+    at = np.minimum(np.searchsorted(known, points), len(known) - 1)  # (N,)
+    missing = known[at] != points
+    if missing.any():
+        vocab.index(chr(points[np.argmax(missing)]))  # raises, naming the character
+    return torch.from_numpy(order[at].astype(np.int64))
+
+
+# --- truncated BPTT -------------------------------------------------------------------------
+
+
+class StreamWindows(Dataset):
+    """A token sequence as `streams` contiguous parallel streams cut into windows of `bptt`.
+
+    Stream b is tokens [b L, (b + 1) L + 1) with L = (N - 1) // streams (the remainder is
+    dropped). Item w is window w of every stream: (inputs (B, T), targets (B, T)), targets
+    being the inputs shifted by one token, so a model that carries its state from item w - 1
+    continues each of its streams where it left off. A last window shorter than `bptt` is
+    kept only when it is the only one (a text shorter than a window). Items are whole
+    batches: a DataLoader reads them with `batch_size=None`, in order.
+    """
+
+    def __init__(self, ids: Tensor, streams: int, bptt: int) -> None:
+        if streams < 1 or bptt < 1:
+            raise ValueError(f"streams and bptt must be >= 1, got {streams} and {bptt}")
+        length = (len(ids) - 1) // streams
+        if length < 1:
+            raise ValueError(
+                f"{len(ids)} tokens cannot make {streams} streams of 2 tokens or more; "
+                f"use fewer streams (--batch-size) or a longer text"
+            )
+        self.inputs = ids[: streams * length].view(streams, length)  # (B, L)
+        self.targets = ids[1 : streams * length + 1].view(streams, length)  # (B, L)
+        self.bptt = min(bptt, length)
+        self.windows = length // self.bptt
+
+    @property
+    def streams(self) -> int:
+        return len(self.inputs)
+
+    def __len__(self) -> int:
+        return self.windows
+
+    def __getitem__(self, window: int) -> tuple[Tensor, Tensor]:
+        if not 0 <= window < self.windows:
+            raise IndexError(f"window {window} out of range for {self.windows}")
+        steps = slice(window * self.bptt, (window + 1) * self.bptt)
+        return self.inputs[:, steps], self.targets[:, steps]  # (B, T), (B, T)
+
+    def shard(self, rank: int, world: int) -> StreamWindows:
+        """Process `rank` of `world`'s share: streams [rank B / world, (rank + 1) B / world)
+        of every window, so the processes together read every stream once."""
+        if self.streams % world:
+            raise ValueError(
+                f"{self.streams} streams cannot be shared equally by {world} processes; "
+                f"use a --batch-size divisible by {world}"
+            )
+        share = self.streams // world
+        part = object.__new__(StreamWindows)
+        part.__dict__.update(self.__dict__)
+        part.inputs = self.inputs[rank * share : (rank + 1) * share]  # (B / world, L)
+        part.targets = self.targets[rank * share : (rank + 1) * share]
+        return part
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextSplits:
+    """A corpus cut 90/5/5, its vocabulary, and each part as token ids."""
+
+    corpus: Corpus
+    vocab: Vocabulary
+    train: Tensor  # (N_train,) int64
+    val: Tensor
+    test: Tensor
+
+
+def load_text(
+    corpus: str = "shakespeare",
+    text_file: str | None = None,
+    data_dir: str | None = None,
+    level: str = "char",
+    words: int = 10000,
+    vocab: Vocabulary | None = None,
+    progress: bool = True,
+) -> TextSplits:
+    """The corpus (see `rnnlab.data.load_corpus`) split 90/5/5 and encoded; the vocabulary is
+    built from it unless `vocab` (a saved run's) is given."""
+    loaded = load_corpus(corpus, data_dir=data_dir, text_file=text_file, progress=progress)
+    train, val, test = split_text(loaded.text)
+    if vocab is None:
+        vocab = build_vocabulary(loaded.text, train, level, words)
+    return TextSplits(loaded, vocab, encode(train, vocab), encode(val, vocab), encode(test, vocab))
