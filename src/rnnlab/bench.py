@@ -15,13 +15,15 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_sequence
 
 from rnnlab.nn import RNN
 
 
 @dataclass(frozen=True)
 class Shape:
-    """One benchmark shape: batch B, steps T, input size I, hidden size H, layers L."""
+    """One benchmark shape: batch B, steps T, input size I, hidden size H, layers L; `packed`:
+    B sequences of unequal lengths, at most T steps, as one PackedSequence (words of langid)."""
 
     name: str
     batch: int
@@ -29,11 +31,19 @@ class Shape:
     input_size: int
     hidden_size: int
     layers: int
+    packed: bool = False
+
+    def lengths(self) -> list[int]:
+        """Each sequence's steps: all T, or when packed a fixed spread over [min(5, T), T]."""
+        if not self.packed:
+            return [self.steps] * self.batch
+        low = min(5, self.steps)
+        return [low + (7 * i) % (self.steps - low + 1) for i in range(self.batch)]
 
     def flops(self, backward: bool) -> float:
         """Multiply-adds x 2 of the matmuls: input projections and recurrences of every layer.
         The backward pass does twice the forward's (input and weight gradients)."""
-        rows, h = self.batch * self.steps, self.hidden_size
+        rows, h = sum(self.lengths()), self.hidden_size
         forward = sum(2 * rows * h * (self.input_size if k == 0 else h) for k in range(self.layers))
         forward += self.layers * 2 * rows * h * h
         return forward * (3 if backward else 1)
@@ -45,6 +55,10 @@ SHAPES = (
     Shape("pixel-mnist", batch=16, steps=784, input_size=1, hidden_size=128, layers=1),
     Shape("online", batch=1, steps=100, input_size=32, hidden_size=64, layers=2),
     Shape("lm-char", batch=64, steps=100, input_size=64, hidden_size=512, layers=2),  # rnnlab lm
+    # rnnlab langid: 64 words of 5-16 characters (^word$), embedded in 64, one direction of H 256
+    Shape(
+        "langid-words", batch=64, steps=16, input_size=64, hidden_size=256, layers=1, packed=True
+    ),
 )
 
 CONTENDERS = ("torch", "rnnlab-reference", "rnnlab")
@@ -74,8 +88,9 @@ def step_function(module: nn.Module, x: torch.Tensor, backward: bool) -> Callabl
             module(x)
 
     def forward_backward() -> None:
-        output, h_n = module(x)  # (T, B, H), (L, B, H)
-        (output.sum() + h_n.sum()).backward()
+        output, h_n = module(x)  # (T, B, H) or packed (N, H), (L, B, H)
+        steps = output.data if isinstance(output, PackedSequence) else output
+        (steps.sum() + h_n.sum()).backward()
 
     return forward_backward if backward else forward_only
 
@@ -118,6 +133,14 @@ def matmul_gflops(size: int = 1024, trials: int = 5, seconds: float = 0.1) -> fl
     return best
 
 
+def make_input(shape: Shape) -> torch.Tensor | PackedSequence:
+    """Random steps: (T, B, I), or a PackedSequence of B sequences of `shape.lengths()`."""
+    if not shape.packed:
+        return torch.randn(shape.steps, shape.batch, shape.input_size)  # (T, B, I)
+    sequences = [torch.randn(n, shape.input_size) for n in shape.lengths()]  # (T_i, I) each
+    return pack_sequence(sequences, enforce_sorted=False)  # (sum T_i, I) packed
+
+
 def run_benchmark(
     shapes=SHAPES, rounds: int = 7, min_seconds: float = 0.1, log=print
 ) -> list[dict[str, object]]:
@@ -137,7 +160,7 @@ def run_benchmark(
     rows = []
     for shape in shapes:
         modules = build_contenders(shape)
-        x = torch.randn(shape.steps, shape.batch, shape.input_size)  # (T, B, I)
+        x = make_input(shape)
         for backward in (False, True):
             steps = {name: step_function(m, x, backward) for name, m in modules.items()}
             seconds = time_interleaved(steps, rounds, min_seconds)

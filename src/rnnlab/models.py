@@ -54,16 +54,18 @@ def make_rnn(
     nonlinearity: str = "tanh",
     init_scheme: str = "default",
     dropout: float = 0.0,
+    bidirectional: bool = False,
 ) -> nn.Module:
     """A batch-first RNN: `impl` 'rnnlab' (fused fast path), 'rnnlab-reference' (the per-step
     loop) or 'torch' (torch.nn.RNN); `init_scheme` 'default' (torch's uniform), 'identity'
-    (IRNN: W_hh = I, zero biases) or 'orthogonal' (W_hh orthogonal)."""
+    (IRNN: W_hh = I, zero biases) or 'orthogonal' (W_hh orthogonal); `bidirectional` adds a
+    stack that reads the steps backwards."""
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {', '.join(IMPLS)}; got {impl!r}")
     if init_scheme not in INITS:
         raise ValueError(f"init must be one of {', '.join(INITS)}; got {init_scheme!r}")
     args = (input_size, hidden_size, num_layers, nonlinearity)
-    kwargs = {"batch_first": True, "dropout": dropout}
+    kwargs = {"batch_first": True, "dropout": dropout, "bidirectional": bidirectional}
     if impl == "torch":
         rnn = nn.RNN(*args, **kwargs)
     else:

@@ -71,7 +71,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     shapes = [s for s in SHAPES if not args.shape or s.name in args.shape]
     if args.dry_run:
-        shapes = [Shape("dry-run", batch=2, steps=3, input_size=4, hidden_size=5, layers=2)]
+        shapes = [
+            Shape("dry-run", batch=2, steps=3, input_size=4, hidden_size=5, layers=2),
+            Shape(
+                "dry-packed", batch=3, steps=6, input_size=4, hidden_size=5, layers=2, packed=True
+            ),
+        ]
         rows = run_benchmark(shapes, rounds=1, min_seconds=0.0)
     else:
         rows = run_benchmark(shapes, rounds=args.rounds)

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.nn.utils.rnn import PackedSequence
 from tqdm import tqdm
 
 from rnnlab.report import plot_confusion, plot_curves, write_summary
@@ -112,7 +113,7 @@ def _flatten(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _to_device(obj, device: torch.device):
-    if isinstance(obj, Tensor):
+    if isinstance(obj, (Tensor, PackedSequence)):  # a PackedSequence is a tuple: moved whole
         return obj.to(device, non_blocking=True)
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_device(o, device) for o in obj)

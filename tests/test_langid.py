@@ -1,0 +1,159 @@
+"""`rnnlab langid` on wordfreq-style lists of 18 made-up languages written here (no network):
+the lists come through --data-dir and their checksums; a packed batch scores each word as if it
+were alone; the n-gram baseline; train, evaluate, predict and stratified cv end to end."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import msgpack
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_sequence
+
+from rnnlab.cli import main
+from rnnlab.data import LANGUAGES
+from rnnlab.data.wordlists import WordfreqSpec
+from rnnlab.experiments import langid
+from rnnlab.train.loop import _to_device
+
+pytestmark = pytest.mark.usefixtures("no_network")
+QUIET = ["--no-progress", "--no-plots"]
+PER_LANGUAGE = 30  # words in each made-up list
+TINY = ["--words", "20", "--hidden", "8", "--embedding", "6", "--batch-size", "16"]
+
+
+def made_up_lists() -> dict[str, bytes]:
+    """Each language's words from three letters, one shared with each neighbour."""
+    rng = random.Random(0)
+    files = {}
+    for k, language in enumerate(LANGUAGES):
+        letters = "abcdefghijklmnopqrstuvwxyzàéöñçşłřåæøüãőîțèíó"[2 * k : 2 * k + 3]
+        words = set()
+        while len(words) < PER_LANGUAGE:
+            words.add("".join(rng.choice(letters) for _ in range(rng.randint(3, 7))))
+        buckets = [[w] for w in sorted(words)]
+        header = {"format": "cB", "version": 1}
+        files[f"small_{language}.msgpack.gz"] = gzip.compress(msgpack.packb([header, *buckets]))
+    return files
+
+
+@pytest.fixture
+def lists(tmp_path, cache_root, monkeypatch) -> Path:
+    """A folder of the 18 made-up lists, made the lists `rnnlab langid` expects."""
+    files = made_up_lists()
+    folder = tmp_path / "lists"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    spec = WordfreqSpec(
+        requirement="madeupfreq==1.0",
+        sha256={
+            lang: hashlib.sha256(files[f"small_{lang}.msgpack.gz"]).hexdigest()
+            for lang in LANGUAGES
+        },
+        cache_name="madeupfreq-1.0",
+        package="madeupfreq_not_installed",
+    )
+    monkeypatch.setattr(langid, "WORDFREQ", spec)
+    return folder
+
+
+def test_langid_dry_run_reads_the_lists_through_data_dir(lists, capsys):
+    assert main(["langid", "--dry-run", "--data-dir", str(lists), *TINY, *QUIET]) == 0
+    out = capsys.readouterr().out
+    assert "360 words of 18 languages (0 in two or more top-20 lists dropped)" in out
+    assert "288 train, 36 validation, 36 test" in out
+    assert "test macro f1" in out and "test acc per language" in out
+
+
+def test_a_list_that_does_not_match_its_checksum_is_refused(lists, capsys):
+    (lists / "small_fi.msgpack.gz").write_bytes(gzip.compress(msgpack.packb([{}, ["x"]])))
+    assert main(["langid", "--dry-run", "--data-dir", str(lists), *TINY, *QUIET]) == 2
+    assert "small_fi.msgpack.gz" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("impl", ["rnnlab", "rnnlab-reference", "torch"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_a_packed_batch_scores_each_word_as_if_it_were_alone(impl, bidirectional):
+    model = langid.WordClassifier(
+        vocab_size=9, num_classes=4, hidden_size=5, num_layers=2, embedding_dim=3,
+        bidirectional=bidirectional, impl=impl,
+    ).eval()  # fmt: skip
+    words = [torch.tensor(w) for w in ([1, 2, 3], [4, 5, 6, 7, 8, 1, 2], [3, 3, 3, 3], [8])]
+    batch = model(pack_sequence(words, enforce_sorted=False))  # (4, 4)
+    alone = torch.cat([model(pack_sequence([w])) for w in words])  # (4, 4)
+    torch.testing.assert_close(batch, alone)
+    if not bidirectional:  # forwards, padding after a word's end changes none of its steps
+        torch.testing.assert_close(batch, padded_and_masked(model, words))
+
+
+def padded_and_masked(model: langid.WordClassifier, words: list) -> torch.Tensor:
+    """The classifier's logits from a padded batch, the pads masked out of every pooling."""
+    lengths = torch.tensor([len(w) for w in words])  # (B,)
+    ids = torch.nn.utils.rnn.pad_sequence(words, batch_first=True)  # (B, T), 0 past the end
+    h, _ = model.rnn(model.embedding(ids))  # (B, T, H): steps past the end are garbage
+    real = (torch.arange(ids.shape[1])[None] < lengths[:, None])[..., None]  # (B, T, 1)
+    last = h[torch.arange(len(words)), lengths - 1]  # (B, H)
+    top = h.masked_fill(~real, float("-inf")).amax(dim=1)  # (B, H)
+    mean = (h * real).sum(dim=1) / lengths[:, None]  # (B, H)
+    return model.head(torch.cat([last, top, mean], dim=-1))  # (B, C)
+
+
+def test_one_hot_characters_and_a_packed_batch_survive_the_move_to_a_device():
+    model = langid.WordClassifier(vocab_size=6, num_classes=3, hidden_size=4).eval()
+    packed, labels = langid.collate([(torch.tensor([1, 2, 5]), torch.tensor(2))] * 2)
+    moved = _to_device(packed, torch.device("cpu"))
+    assert type(moved) is type(packed)
+    torch.testing.assert_close(model(moved), model(packed))
+    assert labels.tolist() == [2, 2]
+
+
+def test_characters_are_numbered_from_training_and_unknown_ones_are_zero():
+    ids = {c: i + 1 for i, c in enumerate("$^ab")}
+    assert langid.encode("abz", ids).tolist() == [2, 3, 4, 0, 1]
+
+
+def test_the_ngram_baseline_tells_the_made_up_languages_apart(lists):
+    config = langid.LangidConfig(words=20, data_dir=str(lists))
+    (name, scores), *others = langid.baselines(config, langid.load_data(config)).items()
+    assert name == "char 1-4-gram tf-idf + linear SVM" and not others
+    assert sorted(scores) == ["test_acc", "test_macro_f1", "val_acc", "val_macro_f1"]
+    assert min(scores.values()) > 0.9  # neighbouring languages share one of their 3 letters
+
+
+def test_train_evaluate_predict_and_stratified_cv(lists, tmp_path, capsys):
+    out = str(tmp_path / "runs")
+    args = ["langid", "--data-dir", str(lists), *TINY, "--epochs", "4", "--lr", "0.03"]
+    assert main([*args, "--out-dir", out, *QUIET]) == 0
+    run = tmp_path / "runs" / "langid"
+    test = json.loads((run / "test.json").read_text())
+    assert set(test["test_acc_per_language"]) == set(LANGUAGES)
+    assert 0.3 < test["test_acc"] <= 1.0 and 0 < test["test_macro_f1"] <= 1
+    baselines = json.loads((run / "baselines.json").read_text())
+    assert baselines["char 1-4-gram tf-idf + linear SVM"]["test_acc"] > 0.9
+    capsys.readouterr()
+    assert main(["predict", str(run), "--text", "Abc ghi xyzÿ"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["abc", "ghi", "xyzÿ"]
+    for line in lines:
+        probs = [float(part.split()[1]) for part in line.split(": ")[1].split(", ")]
+        assert len(probs) == 3 and probs == sorted(probs, reverse=True)
+    assert main(["predict", str(run), "--text", "  "]) == 2
+    assert "--text WORDS" in capsys.readouterr().err
+    assert main(["evaluate", str(run)]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 36
+    cv = ["cv", *args[:-4], "--epochs", "1", "--folds", "2", "--out-dir", out, *QUIET]
+    assert main(cv) == 0
+    assert "288 training samples in 2 stratified folds" in capsys.readouterr().out
+
+
+def test_bad_langid_options_are_one_line_and_status_2(lists, capsys):
+    assert main(["langid", "--words", "0", "--dry-run"]) == 2
+    assert "words must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["langid", "--words", "31", "--data-dir", str(lists), "--dry-run"]) == 2
+    assert "n=31 is more than the 30 words" in capsys.readouterr().err
