@@ -2,7 +2,8 @@
 
 `SequenceTagger` maps each step of a token sequence to a class (the "hello" -> "ohlol"
 experiment): one-hot or embedded tokens -> RNN -> Linear at every step. `RowClassifier`
-reads a 28x28 image as 28 steps of 28 pixels and classifies it from the last hidden state.
+reads a 28x28 image as 28 steps of 28 pixels and classifies it from the last hidden state;
+`PixelSequence` in front of it makes the steps single pixels (pixel and permuted MNIST).
 `LanguageModel` predicts the next token at every step, carrying its hidden state from one
 batch to the next (truncated backpropagation through time). Nothing here knows where data
 comes from or how it is trained.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -132,6 +134,23 @@ class RowClassifier(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         _, h_n = self.rnn(images)  # (L, B, H)
         return self.head(h_n[-1])  # (B, C)
+
+
+class PixelSequence(nn.Module):
+    """An image read pixel by pixel: (B, rows, cols) -> (B, rows * cols, 1), row-major, or in
+    `order` (a permutation of the pixel indices) when given: the sequential and permuted MNIST
+    tasks. The order is a buffer, so it travels in the state_dict with the weights."""
+
+    def __init__(self, order: list[int] | None = None) -> None:
+        super().__init__()
+        index = None if order is None else torch.as_tensor(order, dtype=torch.int64)  # (P,)
+        self.register_buffer("order", index)
+
+    def forward(self, images: Tensor) -> Tensor:
+        pixels = images.flatten(1)  # (B, P)
+        if self.order is not None:
+            pixels = pixels[:, self.order]  # (B, P)
+        return pixels.unsqueeze(-1)  # (B, P, 1)
 
 
 class LanguageModel(nn.Module):

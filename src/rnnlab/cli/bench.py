@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from rnnlab.bench import SHAPES, Shape, run_benchmark
+from rnnlab.bench_run import compare_with_seed
 from rnnlab.files import atomic_write
 
 
@@ -36,11 +37,20 @@ def add_parser(subparsers) -> None:
         choices=[s.name for s in SHAPES],
         help="run only these shapes (repeatable); None: all of them",
     )
+    parser.add_argument(
+        "--run",
+        dest="whole_run",
+        action="store_true",
+        help="instead of the RNN table: the whole `rnnlab mnist` run with its defaults against "
+        "one epoch of scripts/seed_recipe.py, the ratio, and one epoch by phase",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="--run: the runs' seed")
     parser.add_argument("--json", metavar="FILE", help="also write the rows to this JSON file")
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="tiny shapes and one round: checks the command, measures nothing",
+        help="tiny shapes and one round (--run: 2 batches of one epoch): checks the command, "
+        "measures nothing",
     )
     parser.set_defaults(run=run)
 
@@ -53,6 +63,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json and (Path(args.json).is_dir() or not Path(args.json).parent.is_dir()):
         raise ValueError(f"--json {args.json}: expected a file path in an existing folder")
     torch.set_num_threads(args.threads)
+    if args.whole_run:
+        figures = compare_with_seed(args.seed, dry_run=args.dry_run)
+        if args.json:
+            record = {"threads": args.threads, "torch": torch.__version__, **figures}
+            atomic_write(args.json, json.dumps(record, indent=2).encode())
+        return 0
     shapes = [s for s in SHAPES if not args.shape or s.name in args.shape]
     if args.dry_run:
         shapes = [

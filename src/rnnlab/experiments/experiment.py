@@ -46,7 +46,7 @@ from rnnlab.train import (
 from rnnlab.train.distributed import DistributedContext, on_main_then_everywhere
 from rnnlab.train.run_dir import WEIGHTS_FILES, choose_run_dir
 
-TEST_BATCH = 1000  # samples per batch when a saved model is scored: no gradients, so large
+TEST_BATCH = 1000  # samples per batch when a model is scored (validation, test): no gradients
 
 
 @dataclass(frozen=True)
@@ -246,7 +246,9 @@ def train(
                 ),
                 None
                 if data.val is None
-                else batches(experiment, config, data.val, train=False, ctx=ctx),
+                else batches(
+                    experiment, config, data.val, train=False, ctx=ctx, batch_size=TEST_BATCH
+                ),
                 train_config,
                 on_epoch_end=extras if experiment.on_epoch_end else None,
                 class_names=data.class_names,

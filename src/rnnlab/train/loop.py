@@ -157,7 +157,7 @@ def evaluate(
     predictions: bool = False,
     limit_batches: int = 0,
 ) -> EvalResult:
-    """Loss and accuracy of `model` over `loader`, in eval mode without gradients.
+    """Loss and accuracy of `model` over `loader`, in eval mode under torch.inference_mode.
 
     **Arguments:** `loss_fn(logits (N, C), targets (N,))` returns the mean loss; `device`
     defaults to the model's; `confusion` / `predictions` also return the (C, C) confusion
@@ -176,7 +176,7 @@ def evaluate(
     _reset_state(model)
     loss_sum, correct, count = 0.0, 0, 0
     matrix, predicted = None, []
-    with torch.no_grad():
+    with torch.inference_mode():  # no autograd bookkeeping at all, not even version counters
         for i, (inputs, targets) in enumerate(loader):
             if limit_batches and i == limit_batches:
                 break
@@ -207,8 +207,8 @@ def evaluate(
         _, c = min_max_over_processes(0 if matrix is None else len(matrix), device)
         if matrix is None:
             matrix = torch.zeros(c, c, dtype=torch.int64, device=device)
-    if matrix is not None:
-        matrix = all_reduce_sum(matrix).cpu()
+    if matrix is not None:  # a copy made here is an ordinary tensor the all-reduce may change
+        matrix = all_reduce_sum(matrix.clone()).cpu()
     return EvalResult(
         loss=loss_sum / count,
         accuracy=correct / count,

@@ -1,0 +1,159 @@
+"""`rnnlab bench --run`: the whole `rnnlab mnist` run against one epoch of the seed's plain
+script (scripts/seed_recipe.py) in the same process, and where an epoch of an experiment's
+training goes: data, forward, backward, optimiser, evaluation.
+
+The training step here is a timed copy of `rnnlab.train.loop`'s (nanoGPT's bench.py is a short
+copy of its step in the same way): the experiment's own data, loaders, model, optimiser,
+schedule and clipping, with a clock read between the phases. Reading a clock costs nothing next
+to a phase, and the loss's `.item()` (which the loop calls too) waits for the forward, so the
+phases do not overlap. Nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rnnlab.experiments import EXPERIMENTS
+from rnnlab.experiments.experiment import TEST_BATCH, Experiment, train
+from rnnlab.files import TEST_FILE
+from rnnlab.train import TrainConfig, evaluate, make_eval_loader, make_loader, seed_everything
+from rnnlab.train.loop import cross_entropy, make_optimizer, make_scheduler
+
+PHASES = ("data", "forward", "backward", "optimiser", "evaluation")
+EXPERIMENTS_BY_NAME = {e.name: e for e in EXPERIMENTS}
+DRY_RUN_BATCHES = 2  # a dry run trains and tests this many batches of each
+DRY_RUN_VAL = 5  # validation images of a dry run (small data sets have few)
+
+
+def epoch_breakdown(
+    experiment: Experiment, config, train_config: TrainConfig, limit_batches: int = 0
+) -> dict[str, float]:
+    """Seconds of one training epoch (the first, `limit_batches` batches if > 0) and one
+    validation pass of `experiment` with these settings, by phase, plus 'batches'."""
+    data = experiment.load_data(config, None)
+    seed_everything(train_config.seed)
+    model = experiment.build_model(config, data.meta)
+    train = make_loader(
+        data.train,
+        config.batch_size,
+        shuffle=True,
+        seed=train_config.seed,
+        collate_fn=experiment.collate,
+    )
+    steps = min(len(train), limit_batches) if limit_batches else len(train)
+    optimizer = make_optimizer(model, train_config)
+    scheduler = make_scheduler(optimizer, train_config, steps * train_config.epochs)
+    train.sampler.set_epoch(1)
+    seconds = dict.fromkeys(PHASES, 0.0)
+    model.train()
+    clock = time.perf_counter()
+    for i, (inputs, targets) in enumerate(train):
+        if i == steps:
+            break
+        clock = _lap(seconds, "data", clock)
+        loss = cross_entropy(model(inputs), targets)
+        loss.item()
+        clock = _lap(seconds, "forward", clock)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clock = _lap(seconds, "backward", clock)
+        if train_config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        clock = _lap(seconds, "optimiser", clock)
+    if data.val is not None:
+        val = make_eval_loader(data.val, TEST_BATCH, collate_fn=experiment.collate)
+        evaluate(model, val, limit_batches=limit_batches)
+        _lap(seconds, "evaluation", clock)
+    return {**seconds, "batches": steps}
+
+
+def _lap(seconds: dict[str, float], phase: str, since: float) -> float:
+    now = time.perf_counter()
+    seconds[phase] += now - since
+    return now
+
+
+def print_breakdown(seconds: dict[str, float], log=print) -> None:
+    total = sum(seconds[p] for p in PHASES)
+    log(f"one epoch of {seconds['batches']} batches, {total:.1f} s:")
+    for phase in PHASES:
+        log(f"  {phase:<11} {seconds[phase]:>7.2f} s {seconds[phase] / total:>6.1%}")
+
+
+def seed_script() -> Path:
+    """The repository's scripts/seed_recipe.py, beside src/ in a checkout."""
+    path = Path(__file__).resolve().parents[2] / "scripts" / "seed_recipe.py"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"bench --run times the seed's script, {path}, which only a checkout of the "
+            f"repository has"
+        )
+    return path
+
+
+def compare_with_seed(seed: int = 0, dry_run: bool = False, log=print) -> dict[str, object]:
+    """`rnnlab mnist` with its defaults, whole (every epoch with its validation), against one
+    epoch of the seed's plain script, in this process, one after the other: a seed epoch, the
+    rnnlab run, a second seed epoch (so that a change of the machine's load shows), then one
+    rnnlab epoch by phase. Returns the figures; prints them through `log`."""
+    seed_run = runpy.run_path(str(seed_script()), run_name="seed_recipe")["run"]
+    batches = DRY_RUN_BATCHES if dry_run else 0
+    info = (
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}"
+    )
+    log(f"{info}, load average {os.getloadavg()[0]:.2f}")
+    seed_epochs = [seed_run(1, seed, batches, log=log)[0]]
+    experiment = EXPERIMENTS_BY_NAME["mnist"]
+    config = experiment.config(**({"val_size": DRY_RUN_VAL} if dry_run else {}))
+    with tempfile.TemporaryDirectory(prefix="rnnlab-bench-run-") as out_dir:
+        settings = {**experiment.train_defaults, "seed": seed}
+        if dry_run:
+            settings.update(epochs=1, limit_batches=batches)
+        train_config = TrainConfig(
+            **settings, name="mnist", out_dir=out_dir, progress=False, plots=False
+        )
+        result = train(experiment, config, train_config)
+        test_acc = json.loads((result.run_dir / TEST_FILE).read_text())["test_acc"]
+    seed_epochs += seed_run(1, seed, batches, log=log)
+    rnnlab_s = sum(record["seconds"] for record in result.history)
+    seed_s = statistics.mean(e["train_s"] + e["test_s"] for e in seed_epochs)
+    figures = {
+        "rnnlab_training_s": rnnlab_s,
+        "rnnlab_epochs": len(result.history),
+        "rnnlab_test_acc": test_acc,
+        "seed_epoch_s": [e["train_s"] + e["test_s"] for e in seed_epochs],
+        "ratio": rnnlab_s / seed_s,
+    }
+    log(
+        f"rnnlab mnist, defaults ({_recipe(config, train_config)}): {len(result.history)} "
+        f"epochs with validation in {rnnlab_s:.1f} s, test accuracy {test_acc:.2%}"
+    )
+    log(
+        f"seed script, one epoch (training + test): "
+        f"{' and '.join(f'{s:.1f} s' for s in figures['seed_epoch_s'])}"
+    )
+    log(f"whole rnnlab training / one seed epoch: {figures['ratio']:.2f}x (the target: <= 4x)")
+    breakdown = epoch_breakdown(experiment, config, train_config, limit_batches=batches)
+    print_breakdown(breakdown, log)
+    log(f"load average at the end {os.getloadavg()[0]:.2f}")
+    return {**figures, "breakdown": breakdown}
+
+
+def _recipe(config, train_config: TrainConfig) -> str:
+    return (
+        f"batch {config.batch_size}, {train_config.optimizer} lr {train_config.lr:g}, "
+        f"{train_config.schedule}, clip {train_config.grad_clip:g}, init {config.init}"
+    )
