@@ -18,10 +18,32 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rnnlab.nn import RNN, init
+from rnnlab.options import option
 
 IMPLS = ("rnnlab", "rnnlab-reference", "torch")
 INITS = ("default", "identity", "orthogonal")
 NONLINEARITIES = ("tanh", "relu")
+
+
+def impl_option():
+    """The `--impl` option every experiment's config declares."""
+    return option(
+        "rnnlab", "rnnlab's fused path, its reference loop, or torch.nn.RNN", choices=IMPLS
+    )
+
+
+def nonlinearity_option():
+    """The `--nonlinearity` option every experiment's config declares."""
+    return option("tanh", "the RNN's activation", choices=NONLINEARITIES)
+
+
+def init_option(default: str = "default"):
+    """The `--init` option of the experiments that choose the recurrent weights' start."""
+    return option(
+        default,
+        "recurrent weights: torch's uniform, identity (IRNN) or orthogonal",
+        choices=INITS,
+    )
 
 
 def check_rnn_settings(

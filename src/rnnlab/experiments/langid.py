@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 from rnnlab.data import LANGUAGES, load_wordlists
 from rnnlab.data.wordlists import WORDFREQ
 from rnnlab.experiments.experiment import Data, Experiment, RunCommand, SavedRun
-from rnnlab.models import IMPLS, NONLINEARITIES, check_rnn_settings, make_rnn
+from rnnlab.models import check_rnn_settings, impl_option, make_rnn, nonlinearity_option
 from rnnlab.options import check_choices, check_range, option
 from rnnlab.train import EvalResult
 
@@ -51,10 +51,8 @@ class LangidConfig:
     hidden: int = option(256, "hidden units per layer and direction")
     layers: int = option(1, "stacked RNN layers")
     bidirectional: bool = option(True, "also read each word from its end; --no-bidirectional")
-    nonlinearity: str = option("tanh", "the RNN's activation", choices=NONLINEARITIES)
-    impl: str = option(
-        "rnnlab", "rnnlab's fused path, its reference loop, or torch.nn.RNN", choices=IMPLS
-    )
+    nonlinearity: str = nonlinearity_option()
+    impl: str = impl_option()
     dropout: float = option(0.1, "dropout on the characters' vectors and the word's vector")
     batch_size: int = option(64, "words per batch")
 

@@ -33,7 +33,13 @@ from rnnlab.data.lm_text import LEVELS, NEWLINE, StreamWindows, detokenize, load
 from rnnlab.experiments.experiment import Data, Experiment, RunCommand, SavedRun
 from rnnlab.experiments.ngram import count_baselines
 from rnnlab.files import SAMPLES_FILE
-from rnnlab.models import IMPLS, INITS, NONLINEARITIES, LanguageModel, check_rnn_settings
+from rnnlab.models import (
+    LanguageModel,
+    check_rnn_settings,
+    impl_option,
+    init_option,
+    nonlinearity_option,
+)
 from rnnlab.options import check_choices, check_range, option
 from rnnlab.train.distributed import DistributedContext
 
@@ -134,15 +140,9 @@ class LMConfig:
     embedding: int = option(64, "embedding size")
     hidden: int = option(512, "hidden units per layer")
     layers: int = option(2, "stacked RNN layers")
-    nonlinearity: str = option("tanh", "the RNN's activation", choices=NONLINEARITIES)
-    impl: str = option(
-        "rnnlab", "rnnlab's fused path, its reference loop, or torch.nn.RNN", choices=IMPLS
-    )
-    init: str = option(
-        "default",
-        "recurrent weights: torch's uniform, identity (IRNN) or orthogonal",
-        choices=INITS,
-    )
+    nonlinearity: str = nonlinearity_option()
+    impl: str = impl_option()
+    init: str = init_option()
     dropout: float = option(0.0, "dropout on the embedding, between layers and before the output")
     tied: bool = option(False, "share the embedding and output weights (needs embedding == hidden)")
     bptt: int = option(100, "steps per window of truncated backpropagation through time")

@@ -25,12 +25,12 @@ from rnnlab.data.batched import collate
 from rnnlab.experiments.experiment import Data, Experiment, RunCommand, SavedRun
 from rnnlab.files import atomic_write
 from rnnlab.models import (
-    IMPLS,
-    INITS,
-    NONLINEARITIES,
     PixelSequence,
     RowClassifier,
     check_rnn_settings,
+    impl_option,
+    init_option,
+    nonlinearity_option,
 )
 from rnnlab.options import check_choices, check_range, option
 
@@ -58,15 +58,10 @@ class MnistConfig:
     permutation_seed: int = option(0, "seed of the pixel order under --sequence permuted")
     hidden: int = option(128, "hidden units per layer")
     layers: int = option(3, "stacked RNN layers")
-    nonlinearity: str = option("tanh", "the RNN's activation", choices=NONLINEARITIES)
-    init: str = option(
-        "orthogonal",  # learns faster than torch's uniform W_hh in a short run (README)
-        "recurrent weights: torch's uniform, identity (IRNN) or orthogonal",
-        choices=INITS,
-    )
-    impl: str = option(
-        "rnnlab", "rnnlab's fused path, its reference loop, or torch.nn.RNN", choices=IMPLS
-    )
+    nonlinearity: str = nonlinearity_option()
+    # orthogonal learns faster than torch's uniform W_hh in a short run (README)
+    init: str = init_option("orthogonal")
+    impl: str = impl_option()
     dropout: float = option(0.0, "dropout between RNN layers, in training only")
     batch_size: int = option(128, "images per training batch")
     val_size: int = option(5000, "last training images held out for validation; 0 for none")

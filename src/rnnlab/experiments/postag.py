@@ -28,7 +28,7 @@ from rnnlab.data import TAGSETS, load_brown
 from rnnlab.data.brown import BROWN, Sentence
 from rnnlab.data.wordlists import split_indices
 from rnnlab.experiments.experiment import Data, Experiment, RunCommand, SavedRun
-from rnnlab.models import IMPLS, NONLINEARITIES, check_rnn_settings, make_rnn
+from rnnlab.models import check_rnn_settings, impl_option, make_rnn, nonlinearity_option
 from rnnlab.options import check_choices, check_range, option
 from rnnlab.train import IGNORE_INDEX, EvalResult
 
@@ -50,10 +50,8 @@ class PostagConfig:
     hidden: int = option(128, "hidden units per layer and direction")
     layers: int = option(1, "stacked RNN layers")
     bidirectional: bool = option(True, "also read each sentence backwards; --no-bidirectional")
-    nonlinearity: str = option("tanh", "the RNN's activation", choices=NONLINEARITIES)
-    impl: str = option(
-        "rnnlab", "rnnlab's fused path, its reference loop, or torch.nn.RNN", choices=IMPLS
-    )
+    nonlinearity: str = nonlinearity_option()
+    impl: str = impl_option()
     dropout: float = option(0.2, "dropout on the word vectors and the RNN's outputs")
     batch_size: int = option(32, "sentences per batch")
 

@@ -19,7 +19,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from rnnlab.data import LEVELS, PairDataset, Vocabulary, read_pairs, sequence_pairs, tokenize
 from rnnlab.experiments.experiment import Data, Experiment, RunCommand, SavedRun
-from rnnlab.models import IMPLS, NONLINEARITIES, SequenceTagger, check_rnn_settings
+from rnnlab.models import SequenceTagger, check_rnn_settings, impl_option, nonlinearity_option
 from rnnlab.options import check_choices, check_range, option
 from rnnlab.train import IGNORE_INDEX
 
@@ -37,10 +37,8 @@ class Seq2SeqConfig:
     embedding: int = option(0, "embedding size; 0 feeds the tokens one-hot")
     hidden: int = option(8, "hidden units per layer")
     layers: int = option(1, "stacked RNN layers")
-    nonlinearity: str = option("tanh", "the RNN's activation", choices=NONLINEARITIES)
-    impl: str = option(
-        "rnnlab", "rnnlab's fused path, its reference loop, or torch.nn.RNN", choices=IMPLS
-    )
+    nonlinearity: str = nonlinearity_option()
+    impl: str = impl_option()
     batch_size: int = option(32, "pairs per batch")
 
     def __post_init__(self) -> None:
