@@ -64,6 +64,8 @@ def test_a_run_prints_its_baselines_samples_each_epoch_and_keeps_the_lowest_val_
     assert all("val_bpc" in r for r in history)
     best = min(history, key=lambda r: r["val_loss"])
     assert torch.load(run / "best.pt", weights_only=True)["epoch"] == best["epoch"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["best_metric"], summary["best_epoch"]) == ("val_loss", best["epoch"])
     test = json.loads((run / "test.json").read_text())
     assert test["epoch"] == best["epoch"] and test["test_bpc"] > 0
     assert history[-1]["val_loss"] < baselines["unigram"]["val_loss"]  # it learned something

@@ -296,7 +296,7 @@ EXPERIMENT = Experiment(
     name="lm",
     help="a character- or word-level language model of Shakespeare (or a text of yours)",
     config=LMConfig,
-    train_defaults=dict(epochs=5, lr=3e-3, schedule="cosine", warmup=100, grad_clip=1.0),
+    train_defaults=dict(epochs=3, lr=3e-3, schedule="cosine", warmup=100, grad_clip=1.0),
     load_data=load_data,
     build_model=build_model,
     loader=stream_batches,

@@ -34,20 +34,23 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
     return records
 
 
-def monitored_metric(records: list[dict]) -> str:
-    """The accuracy that picks the best epoch: validation's when the run had a validation set."""
-    return "val_acc" if any("val_acc" in r for r in records) else "train_acc"
+def monitored_metric(records: list[dict], best_by: str = "val_acc") -> str:
+    """The metric that picks the best epoch: `best_by` (validation accuracy, or loss) when
+    the run had a validation set, else the training pass's."""
+    return best_by if any(best_by in r for r in records) else best_by.replace("val_", "train_")
 
 
-def summarize(run_dir: str | os.PathLike) -> dict:
-    """Best epoch, its scores, the final epoch's metrics and the total time of a run."""
+def summarize(run_dir: str | os.PathLike, best_by: str = "val_acc") -> dict:
+    """Best epoch by `best_by` (a loss is minimised), its scores, the final epoch's metrics
+    and the total time of a run."""
     run_dir = Path(run_dir)
     records = read_metrics(run_dir)
     if not records:
         raise ValueError(f"{run_dir / METRICS_FILE} holds no epochs to summarize")
-    metric = monitored_metric(records)
+    metric = monitored_metric(records, best_by)
+    sign = -1.0 if metric.endswith("loss") else 1.0
     # max() keeps the first of equal scores, as the training loop does when it saves best.pt.
-    best = max(records, key=lambda r: r.get(metric, float("-inf")))
+    best = max(records, key=lambda r: sign * r.get(metric, sign * float("-inf")))
     return {
         "run": run_dir.name,
         "epochs": len(records),
@@ -59,8 +62,8 @@ def summarize(run_dir: str | os.PathLike) -> dict:
     }
 
 
-def write_summary(run_dir: str | os.PathLike) -> dict:
-    """Write summarize(run_dir) to run_dir/summary.json and return it."""
-    summary = summarize(run_dir)
+def write_summary(run_dir: str | os.PathLike, best_by: str = "val_acc") -> dict:
+    """Write summarize(run_dir, best_by) to run_dir/summary.json and return it."""
+    summary = summarize(run_dir, best_by)
     atomic_write(Path(run_dir) / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
     return summary

@@ -362,7 +362,7 @@ def fit(
             improved = loop.finish_epoch(state, metrics, result)
             _log(_epoch_line(metrics, config.epochs, extra, improved))
         if is_main_process():
-            _write_reports(run_dir, config, state, class_names)
+            _write_reports(run_dir, config, state, class_names, best_by)
     return FitResult(run_dir, state.history, state.best_epoch, state.best_score)
 
 
@@ -585,7 +585,9 @@ def _nonfinite_message(
     )
 
 
-def _write_reports(run_dir: Path, config: TrainConfig, state: RunState, class_names) -> None:
+def _write_reports(
+    run_dir: Path, config: TrainConfig, state: RunState, class_names, best_by: str
+) -> None:
     """The plots and summary.json of a finished run."""
     if config.plots:
         plot_curves(run_dir)
@@ -597,4 +599,4 @@ def _write_reports(run_dir: Path, config: TrainConfig, state: RunState, class_na
                 run_dir / "confusion.png",
                 title=f"{config.name}, epoch {state.best_epoch}, validation",
             )
-    write_summary(run_dir)
+    write_summary(run_dir, best_by)
