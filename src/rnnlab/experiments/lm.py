@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from rnnlab.data import CORPORA, Vocabulary
 from rnnlab.data.lm_text import LEVELS, NEWLINE, StreamWindows, detokenize, load_text, tokenize
@@ -125,6 +125,13 @@ def companion(loss: float, level: str) -> float:
     return loss / math.log(2) if level == "char" else math.exp(loss)
 
 
+def companion_metric(split: str, loss: float, level: str) -> dict[str, float]:
+    """{"<split>_bpc": bits per character} at char level, {"<split>_ppl": perplexity} at
+    word level."""
+    unit = "bpc" if level == "char" else "ppl"
+    return {f"{split}_{unit}": companion(loss, level)}
+
+
 # --- the experiment -------------------------------------------------------------------------
 
 
@@ -211,15 +218,9 @@ def stream_batches(
 ) -> DataLoader:
     """The windows in order, each a batch of every stream (training or not: the carried
     state needs the order); under torchrun process r reads its share of the streams."""
-    if ctx is not None and ctx.world_size > 1:
-        dataset = _shard(dataset, ctx.rank, ctx.world_size)
+    if ctx is not None and ctx.world_size > 1:  # never a cv fold: cv runs one process
+        dataset = dataset.shard(ctx.rank, ctx.world_size)
     return DataLoader(dataset, batch_size=None, shuffle=False)
-
-
-def _shard(dataset: Dataset, rank: int, world: int) -> Dataset:
-    if isinstance(dataset, Subset):  # a cross-validation fold's windows
-        return Subset(_shard(dataset.dataset, rank, world), dataset.indices)
-    return dataset.shard(rank, world)
 
 
 def baselines(config: LMConfig, data: Data) -> dict[str, dict[str, float]]:
@@ -239,19 +240,16 @@ def _stream_ids(windows: StreamWindows) -> torch.Tensor:
 
 
 def _loss_record(losses: dict[str, float], level: str) -> dict[str, float]:
-    unit = "bpc" if level == "char" else "ppl"
     record = {}
     for split, loss in losses.items():
-        record[f"{split}_loss"] = loss
-        record[f"{split}_{unit}"] = companion(loss, level)
+        record |= {f"{split}_loss": loss, **companion_metric(split, loss, level)}
     return record
 
 
 def bits_or_perplexity(config: LMConfig, data: Data, model, metrics: dict, run_dir) -> dict:
     """After each epoch: the validation loss as bits per character or perplexity, and a
     sample of the model's writing, printed and appended to the run's samples.txt."""
-    unit = "bpc" if config.level == "char" else "ppl"
-    extra = {f"val_{unit}": companion(metrics["val_loss"], config.level)}
+    extra = companion_metric("val", metrics["val_loss"], config.level)
     if config.sample_length and run_dir is not None:
         vocab = Vocabulary.from_dict(data.meta["vocabulary"])
         text = sample_text(getattr(model, "module", model), vocab, NEWLINE, config.sample_length)
@@ -262,8 +260,7 @@ def bits_or_perplexity(config: LMConfig, data: Data, model, metrics: dict, run_d
 
 
 def test_bits_or_perplexity(config: LMConfig, data: Data, model, scored) -> dict:
-    unit = "bpc" if config.level == "char" else "ppl"
-    return {f"test_{unit}": companion(scored.loss, config.level)}
+    return companion_metric("test", scored.loss, config.level)
 
 
 @dataclass
