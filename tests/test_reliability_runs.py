@@ -185,7 +185,7 @@ def test_a_pairs_file_with_a_bom_is_read_and_bad_bytes_name_the_line(tmp_path, c
         (["bench", "--rounds", "0"], "--rounds must be at least 1, got 0"),
         (["bench", "--json", "."], "expected a file path"),
         (["evaluate", "."], "not an rnnlab run folder"),
-        (["predict", "no-such-run", "--text", "x"], "unrecognized arguments"),
+        (["predict", "no-such-run", "--text", "x"], "not an rnnlab run folder"),
         (["mnist", "--val-size", "-1"], "val_size must be >= 0"),
         (["data", "fetch", "emnist"], "invalid choice: 'emnist'"),
     ],

@@ -71,10 +71,14 @@ def main(argv: Sequence[str] | None = None, experiments=EXPERIMENTS) -> int:
 def _saved_experiment(argv: list[str], experiments) -> Experiment | None:
     """For a command on a run folder (evaluate, predict, ...), the experiment of the first
     argument that is a run folder, so that the command takes that experiment's options."""
-    if not argv or argv[0] in [e.name for e in experiments] + ["cv", "data", "bench"]:
+    run_commands = {"evaluate"} | {c.name for e in experiments for c in e.run_commands()}
+    if not argv or argv[0] not in run_commands:
         return None
-    for token in argv[1:]:
-        if not token.startswith("-") and (Path(token) / CONFIG_FILE).is_file():
+    candidates = [token for token in argv[1:] if not token.startswith("-")]
+    for token in candidates:
+        if (Path(token) / CONFIG_FILE).is_file():
             record = RunRecord.read(token)
             return find_experiment(experiments, record.experiment, token)
+    if candidates:  # no run folder among them: say so, naming the first, before parsing
+        RunRecord.read(candidates[0])
     return None
