@@ -52,7 +52,7 @@ class LangidConfig:
     split_seed: int = option(0, "seed of the stratified 80/10/10 split of the words")
     embedding: int = option(64, "character embedding size; 0 feeds the characters one-hot")
     ngrams: int = option(
-        1,
+        4,
         "each step also adds the embeddings of the 2..N-grams that end at its character "
         "(those seen at least twice in training); 1: the character alone",
     )
@@ -61,9 +61,9 @@ class LangidConfig:
     bidirectional: bool = option(True, "also read each word from its end; --no-bidirectional")
     nonlinearity: str = nonlinearity_option()
     impl: str = impl_option()
-    dropout: float = option(0.1, "dropout on the characters' vectors and the word's vector")
+    dropout: float = option(0.3, "dropout on the characters' vectors and the word's vector")
     ngram_dropout: float = option(
-        0.0, "in training, each n-gram a step reads is read as unseen with this chance"
+        0.4, "in training, each n-gram a step reads is read as unseen with this chance"
     )
     batch_size: int = option(64, "words per batch")
 
@@ -74,7 +74,10 @@ class LangidConfig:
         check_range("embedding", self.embedding, 0)
         check_range("ngrams", self.ngrams, 1, 8)
         if self.ngrams > 1 and not self.embedding:
-            raise ValueError(f"--ngrams {self.ngrams} needs --embedding > 0 (n-grams are embedded)")
+            raise ValueError(
+                f"--ngrams {self.ngrams} needs --embedding > 0 (n-grams are embedded) "
+                "or --ngrams 1"
+            )
         check_range("dropout", self.dropout, 0.0, 1.0)
         check_range("ngram_dropout", self.ngram_dropout, 0.0, 1.0)
         check_range("batch_size", self.batch_size, 1)
@@ -317,7 +320,7 @@ EXPERIMENT = Experiment(
     help="a word's language from its characters: 18 languages, packed batches -> RNN -> Linear",
     config=LangidConfig,
     train_defaults=dict(
-        epochs=20, optimizer="adamw", lr=2e-3, weight_decay=0.01, schedule="cosine", grad_clip=1.0
+        epochs=25, optimizer="adamw", lr=2e-3, weight_decay=0.1, schedule="cosine", grad_clip=1.0
     ),
     load_data=load_data,
     build_model=build_model,
