@@ -84,7 +84,8 @@ def test_a_packed_batch_scores_each_word_as_if_it_were_alone(impl, bidirectional
         vocab_size=9, num_classes=4, hidden_size=5, num_layers=2, embedding_dim=3,
         bidirectional=bidirectional, impl=impl,
     ).eval()  # fmt: skip
-    words = [torch.tensor(w) for w in ([1, 2, 3], [4, 5, 6, 7, 8, 1, 2], [3, 3, 3, 3], [8])]
+    ids = ([1, 2, 3], [4, 5, 6, 7, 8, 1, 2], [3, 3, 3, 3], [8])
+    words = [torch.tensor(w)[:, None] for w in ids]  # (T_i, 1): characters alone
     batch = model(pack_sequence(words, enforce_sorted=False))  # (4, 4)
     alone = torch.cat([model(pack_sequence([w])) for w in words])  # (4, 4)
     torch.testing.assert_close(batch, alone)
@@ -95,7 +96,7 @@ def test_a_packed_batch_scores_each_word_as_if_it_were_alone(impl, bidirectional
 def padded_and_masked(model: langid.WordClassifier, words: list) -> torch.Tensor:
     """The classifier's logits from a padded batch, the pads masked out of every pooling."""
     lengths = torch.tensor([len(w) for w in words])  # (B,)
-    ids = torch.nn.utils.rnn.pad_sequence(words, batch_first=True)  # (B, T), 0 past the end
+    ids = torch.nn.utils.rnn.pad_sequence(words, batch_first=True)[..., 0]  # (B, T), 0 past the end
     h, _ = model.rnn(model.embedding(ids))  # (B, T, H): steps past the end are garbage
     real = (torch.arange(ids.shape[1])[None] < lengths[:, None])[..., None]  # (B, T, 1)
     last = h[torch.arange(len(words)), lengths - 1]  # (B, H)
@@ -106,7 +107,7 @@ def padded_and_masked(model: langid.WordClassifier, words: list) -> torch.Tensor
 
 def test_one_hot_characters_and_a_packed_batch_survive_the_move_to_a_device():
     model = langid.WordClassifier(vocab_size=6, num_classes=3, hidden_size=4).eval()
-    packed, labels = langid.collate([(torch.tensor([1, 2, 5]), torch.tensor(2))] * 2)
+    packed, labels = langid.collate([(torch.tensor([[1], [2], [5]]), torch.tensor(2))] * 2)
     moved = _to_device(packed, torch.device("cpu"))
     assert type(moved) is type(packed)
     torch.testing.assert_close(model(moved), model(packed))
@@ -114,8 +115,34 @@ def test_one_hot_characters_and_a_packed_batch_survive_the_move_to_a_device():
 
 
 def test_characters_are_numbered_from_training_and_unknown_ones_are_zero():
-    ids = {c: i + 1 for i, c in enumerate("$^ab")}
-    assert langid.encode("abz", ids).tolist() == [2, 3, 4, 0, 1]
+    vocabulary = langid.Vocabulary({"characters": "$^ab"})
+    assert vocabulary.encode("abz").tolist() == [[2], [3], [4], [0], [1]]
+
+
+def test_each_step_reads_the_ngrams_seen_twice_that_end_at_its_character():
+    grams = langid.ngram_list(["ab", "ab", "ba"], 3)
+    assert grams == ["^a", "^ab", "ab", "ab$", "b$"]  # ^b, ba, a$, ^ba, ba$ are seen once
+    vocabulary = langid.Vocabulary({"characters": "$^ab", "order": 3, "ngrams": grams})
+    #  ^      a         b          $
+    assert vocabulary.encode("ab").tolist() == [
+        [2, 0, 0], [3, 1, 0], [4, 3, 2], [1, 5, 4]
+    ]  # fmt: skip
+    assert vocabulary.encode("ba").tolist() == [[2, 0, 0], [4, 0, 0], [3, 0, 0], [1, 0, 0]]
+
+
+@pytest.mark.parametrize("impl", ["rnnlab", "torch"])
+def test_ngram_embeddings_add_to_the_character_and_keep_words_independent(impl):
+    model = langid.WordClassifier(
+        vocab_size=6, num_classes=3, hidden_size=4, embedding_dim=5, impl=impl, ngrams=7
+    ).eval()
+    words = [torch.tensor([[1, 0, 0], [2, 3, 0], [5, 4, 7]]), torch.tensor([[2, 0, 0], [4, 1, 0]])]
+    batch = model(pack_sequence(words, enforce_sorted=False))  # (2, 3)
+    alone = torch.cat([model(pack_sequence([w])) for w in words])  # (2, 3)
+    torch.testing.assert_close(batch, alone)
+    assert model.ngram_embedding.weight[langid.UNKNOWN].abs().sum() == 0  # an unseen n-gram adds 0
+    without = words[0].clone()
+    without[2, 1:] = 0  # the last step's n-grams unseen: the word's logits change
+    assert not torch.allclose(model(pack_sequence([without])), alone[:1])
 
 
 def test_the_ngram_baseline_tells_the_made_up_languages_apart(lists):
@@ -152,7 +179,37 @@ def test_train_evaluate_predict_and_stratified_cv(lists, tmp_path, capsys):
     assert "288 training samples in 2 stratified folds" in capsys.readouterr().out
 
 
+def test_ngram_dropout_hides_ngrams_in_training_only():
+    model = langid.WordClassifier(
+        vocab_size=6, num_classes=3, hidden_size=4, embedding_dim=5, ngrams=7, ngram_dropout=1.0
+    )
+    word = torch.tensor([[1, 0, 0], [2, 3, 0], [5, 4, 7]])
+    bare = word.clone()
+    bare[:, 1:] = langid.UNKNOWN
+    trained = model.train()(pack_sequence([word]))  # (1, 3): every n-gram dropped
+    torch.testing.assert_close(trained, model.eval()(pack_sequence([bare])))
+    assert not torch.allclose(model(pack_sequence([word])), trained)  # eval reads them all
+
+
+def test_a_run_with_ngrams_records_them_and_predicts_from_them(lists, tmp_path, capsys):
+    out = str(tmp_path / "runs")
+    args = ["langid", "--data-dir", str(lists), *TINY, "--epochs", "2", "--ngrams", "3"]
+    assert main([*args, "--out-dir", out, *QUIET]) == 0
+    run = tmp_path / "runs" / "langid"
+    meta = json.loads((run / "config.json").read_text())["meta"]
+    assert meta["order"] == 3 and meta["ngrams"]
+    assert all(2 <= len(g) <= 3 for g in meta["ngrams"])
+    capsys.readouterr()
+    assert main(["predict", str(run), "--text", "abc"]) == 0
+    assert capsys.readouterr().out.startswith("abc: ")
+    assert main(["evaluate", str(run)]) == 0
+
+
 def test_bad_langid_options_are_one_line_and_status_2(lists, capsys):
+    assert main(["langid", "--ngrams", "3", "--embedding", "0", "--dry-run"]) == 2
+    assert "--ngrams 3 needs --embedding > 0" in capsys.readouterr().err
+    assert main(["langid", "--ngrams", "9", "--dry-run"]) == 2
+    assert "ngrams must be" in capsys.readouterr().err
     assert main(["langid", "--words", "0", "--dry-run"]) == 2
     assert "words must be >= 1, got 0" in capsys.readouterr().err
     assert main(["langid", "--words", "31", "--data-dir", str(lists), "--dry-run"]) == 2

@@ -1,13 +1,15 @@
 """Language identification: which of 18 languages a single word is written in, from its letters.
 
 The words are the top `--words` of each language in wordfreq's lists (`load_wordlists`), minus
-the words two or more languages share; the split is seeded 80/10/10, stratified by language.
-A word is read as its characters between the markers '^' and '$', one-hot or embedded, by a
-(bidirectional) RNN. Words differ in length, so a batch goes in as a `PackedSequence`: no
-step of padding is computed. The word's vector is the last hidden state of each direction
-beside the maximum and the mean of the top layer's outputs over the word's steps; a Linear
-maps it to the 18 languages. Beside the RNN the module scores the baseline it must beat, a
-bag of character 1-4-grams (tf-idf) with a linear SVM from scikit-learn, on the same split.
+the words two or more languages share; the split is seeded 80/10/10, stratified by language. A
+word is read as its characters between the markers '^' and '$', one-hot or embedded, by a
+(bidirectional) RNN; with `--ngrams N` each step's vector also sums the embeddings of the 2..N
+character n-grams that end there (fastText's subwords, read in order by the RNN). Words differ
+in length, so a batch goes in as a `PackedSequence`: no step of padding is computed. The word's
+vector is the last hidden state of each direction beside the maximum and the mean of the top
+layer's outputs over the word's steps; a Linear maps it to the 18 languages. Beside the RNN the
+module scores the baseline it must beat, a bag of character 1-4-grams (tf-idf) with a linear
+SVM from scikit-learn, on the same split.
 
 `rnnlab predict RUN_DIR --text "bonjour hello"` prints each word's three likeliest languages.
 """
@@ -36,6 +38,7 @@ from rnnlab.train import EvalResult
 BEGIN, END = "^", "$"  # around every word, so that the RNN sees where a word starts and ends
 UNKNOWN = 0  # the id of a character the training words never hold
 TOP = 3  # languages printed per word by predict
+NGRAM_MIN_COUNT = 2  # an n-gram seen fewer times in the training words reads as unseen
 
 
 @dataclass
@@ -48,12 +51,20 @@ class LangidConfig:
     )
     split_seed: int = option(0, "seed of the stratified 80/10/10 split of the words")
     embedding: int = option(64, "character embedding size; 0 feeds the characters one-hot")
+    ngrams: int = option(
+        4,
+        "each step also adds the embeddings of the 2..N-grams that end at its character "
+        "(those seen at least twice in training); 1: the character alone",
+    )
     hidden: int = option(256, "hidden units per layer and direction")
     layers: int = option(1, "stacked RNN layers")
     bidirectional: bool = option(True, "also read each word from its end; --no-bidirectional")
     nonlinearity: str = nonlinearity_option()
     impl: str = impl_option()
-    dropout: float = option(0.1, "dropout on the characters' vectors and the word's vector")
+    dropout: float = option(0.3, "dropout on the characters' vectors and the word's vector")
+    ngram_dropout: float = option(
+        0.4, "in training, each n-gram a step reads is read as unseen with this chance"
+    )
     batch_size: int = option(64, "words per batch")
 
     def __post_init__(self) -> None:
@@ -61,26 +72,66 @@ class LangidConfig:
         check_rnn_settings(self.impl, self.nonlinearity, self.hidden, self.layers)
         check_range("words", self.words, 1)
         check_range("embedding", self.embedding, 0)
+        check_range("ngrams", self.ngrams, 1, 8)
+        if self.ngrams > 1 and not self.embedding:
+            raise ValueError(
+                f"--ngrams {self.ngrams} needs --embedding > 0 (n-grams are embedded) "
+                "or --ngrams 1"
+            )
         check_range("dropout", self.dropout, 0.0, 1.0)
+        check_range("ngram_dropout", self.ngram_dropout, 0.0, 1.0)
         check_range("batch_size", self.batch_size, 1)
 
 
 class Words(Dataset):
-    """Words and their language labels; a sample is ((T,) character ids, label)."""
+    """Words and their language labels; a sample is ((T, K) ids, label): per character its id
+    and the ids of the 2..K-grams ending at it (`Vocabulary.encode`)."""
 
-    def __init__(self, words: tuple[str, ...], labels: np.ndarray, characters: str) -> None:
+    def __init__(self, words: tuple[str, ...], labels: np.ndarray, meta: dict) -> None:
         self.words, self.labels = words, labels
-        self.ids = {c: i + 1 for i, c in enumerate(characters)}  # 0 is UNKNOWN
+        self.vocabulary = Vocabulary(meta)
 
     def __len__(self) -> int:
         return len(self.words)
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return encode(self.words[i], self.ids), torch.tensor(int(self.labels[i]))
+        return self.vocabulary.encode(self.words[i]), torch.tensor(int(self.labels[i]))
 
 
-def encode(word: str, ids: dict[str, int]) -> Tensor:
-    return torch.tensor([ids.get(c, UNKNOWN) for c in BEGIN + word + END])  # (T,)
+def ngrams_of(marked: str, n: int) -> list[str]:
+    """The n-grams of `marked` (a word between its markers) in order of their last character."""
+    return [marked[i : i + n] for i in range(len(marked) - n + 1)]
+
+
+def ngram_list(words, order: int) -> list[str]:
+    """The 2..order-grams seen NGRAM_MIN_COUNT times or more in `words` (with markers),
+    sorted: a rarer one could only be memorised, not learnt."""
+    counts: dict[str, int] = {}
+    for word in words:
+        marked = BEGIN + word + END
+        for n in range(2, order + 1):
+            for gram in ngrams_of(marked, n):
+                counts[gram] = counts.get(gram, 0) + 1
+    return sorted(g for g, count in counts.items() if count >= NGRAM_MIN_COUNT)
+
+
+class Vocabulary:
+    """Character and n-gram ids of a run (its meta): characters 1.., n-grams 1..; 0 is a
+    character the training words never hold, or an n-gram unseen or running past the start."""
+
+    def __init__(self, meta: dict) -> None:
+        self.characters = {c: i + 1 for i, c in enumerate(meta["characters"])}
+        self.ngrams = {g: i + 1 for i, g in enumerate(meta.get("ngrams", ()))}
+        self.order = meta.get("order", 1)
+
+    def encode(self, word: str) -> Tensor:
+        """(T, order) ids: column 0 the character, column n-1 the n-gram ending there."""
+        marked = BEGIN + word + END
+        ids = [[self.characters.get(c, UNKNOWN) for c in marked]]
+        for n in range(2, self.order + 1):
+            grams = [self.ngrams.get(g, UNKNOWN) for g in ngrams_of(marked, n)]
+            ids.append([UNKNOWN] * (n - 1) + grams)  # nothing ends before the (n-1)-th step
+        return torch.tensor(ids).T  # (T, order)
 
 
 def load_data(config: LangidConfig, meta: dict | None = None) -> Data:
@@ -91,7 +142,9 @@ def load_data(config: LangidConfig, meta: dict | None = None) -> Data:
     if meta is None:
         characters = "".join(sorted({c for w in train.words for c in BEGIN + w + END}))
         meta = {"languages": list(lists.languages), "characters": characters}
-    parts = [Words(p.words, p.labels, meta["characters"]) for p in (train, val, test)]
+        if config.ngrams > 1:
+            meta |= {"order": config.ngrams, "ngrams": ngram_list(train.words, config.ngrams)}
+    parts = [Words(p.words, p.labels, meta) for p in (train, val, test)]
     return Data(
         *parts,
         identity={"source": lists.source, "sha256": lists.sha256},
@@ -106,7 +159,7 @@ def load_data(config: LangidConfig, meta: dict | None = None) -> Data:
 
 
 def collate(batch: list[tuple[Tensor, Tensor]]) -> tuple[PackedSequence, Tensor]:
-    """Words of (T_i,) ids -> one PackedSequence of ids (sum T_i,) and the labels (B,)."""
+    """Words of (T_i, K) ids -> one PackedSequence of ids (sum T_i, K) and the labels (B,)."""
     words, labels = zip(*batch, strict=True)
     return pack_sequence(list(words), enforce_sorted=False), torch.stack(labels)
 
@@ -114,8 +167,11 @@ def collate(batch: list[tuple[Tensor, Tensor]]) -> tuple[PackedSequence, Tensor]
 class WordClassifier(nn.Module):
     """A packed batch of words (character ids) -> (B, num_classes) logits.
 
-    Characters enter one-hot (`embedding_dim` None) or embedded; the word's vector is
-    [h_T of each direction, max_t h_t, mean_t h_t] of the top layer, then dropout and a Linear.
+    Characters enter one-hot (`embedding_dim` None) or embedded; with `ngrams` (the number of
+    known n-grams) each step adds the embeddings of the n-grams ending at its character,
+    x_t = E c_t + sum_n G g_t,n, and in training each g_t,n is read as unseen (a zero vector)
+    with chance `ngram_dropout`. The word's vector is [h_T of each direction, max_t h_t,
+    mean_t h_t] of the top layer, then dropout and a Linear.
     """
 
     def __init__(
@@ -129,10 +185,15 @@ class WordClassifier(nn.Module):
         impl: str = "rnnlab",
         nonlinearity: str = "tanh",
         dropout: float = 0.0,
+        ngrams: int = 0,
+        ngram_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, embedding_dim) if embedding_dim else None
+        self.ngram_embedding = (
+            nn.Embedding(ngrams + 1, embedding_dim, padding_idx=UNKNOWN) if ngrams else None
+        )
         self.directions = 2 if bidirectional else 1
         self.rnn = make_rnn(
             impl,
@@ -144,14 +205,21 @@ class WordClassifier(nn.Module):
             bidirectional=bidirectional,
         )
         self.dropout = nn.Dropout(dropout)
+        self.ngram_dropout = ngram_dropout
         self.head = nn.Linear(3 * self.directions * hidden_size, num_classes)
 
     def forward(self, words: PackedSequence) -> Tensor:
-        ids = words.data  # (N,) every step of every word, N = sum of lengths
+        ids = words.data  # (N, K) every step of every word, N = sum of lengths
         if self.embedding is not None:
-            x = self.embedding(ids)  # (N, E)
+            x = self.embedding(ids[:, 0])  # (N, E)
         else:
-            x = F.one_hot(ids, self.vocab_size).to(self.head.weight.dtype)  # (N, V)
+            x = F.one_hot(ids[:, 0], self.vocab_size).to(self.head.weight.dtype)  # (N, V)
+        if self.ngram_embedding is not None:
+            grams = ids[:, 1:]  # (N, K-1)
+            if self.training and self.ngram_dropout:
+                dropped = torch.rand(grams.shape, device=grams.device) < self.ngram_dropout
+                grams = grams.masked_fill(dropped, UNKNOWN)  # (N, K-1)
+            x = x + self.ngram_embedding(grams).sum(dim=1)  # (N, E) + sum of (N, K-1, E)
         x = PackedSequence(self.dropout(x), *words[1:])  # same batch sizes and order
         out, h_n = self.rnn(x)  # (N, D*H) packed, (D*L, B, H) in the batch's order
         last = torch.cat(list(h_n[-self.directions :]), dim=-1)  # (B, D*H)
@@ -174,19 +242,21 @@ def build_model(config: LangidConfig, meta: dict) -> WordClassifier:
         impl=config.impl,
         nonlinearity=config.nonlinearity,
         dropout=config.dropout,
+        ngrams=len(meta.get("ngrams", ())),
+        ngram_dropout=config.ngram_dropout,
     )
 
 
 def classify(model: nn.Module, words: list[str], meta: dict, batch: int = 1000) -> Tensor:
     """(len(words), C) probabilities of each language, in eval mode without gradients."""
-    ids = {c: i + 1 for i, c in enumerate(meta["characters"])}
+    vocabulary = Vocabulary(meta)
     model = getattr(model, "module", model)
     was_training = model.training
     model.eval()
     parts = []
     with torch.no_grad():
         for i in range(0, len(words), batch):
-            chunk = [encode(w, ids) for w in words[i : i + batch]]
+            chunk = [vocabulary.encode(w) for w in words[i : i + batch]]
             packed = pack_sequence(chunk, enforce_sorted=False)
             parts.append(model(packed).softmax(dim=-1))  # (b, C)
     model.train(was_training)
@@ -250,7 +320,7 @@ EXPERIMENT = Experiment(
     help="a word's language from its characters: 18 languages, packed batches -> RNN -> Linear",
     config=LangidConfig,
     train_defaults=dict(
-        epochs=20, optimizer="adamw", lr=2e-3, weight_decay=0.01, schedule="cosine", grad_clip=1.0
+        epochs=25, optimizer="adamw", lr=2e-3, weight_decay=0.1, schedule="cosine", grad_clip=1.0
     ),
     load_data=load_data,
     build_model=build_model,
