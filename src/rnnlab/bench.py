@@ -148,8 +148,9 @@ def run_benchmark(
     and print them as a table through `log`."""
     peak = matmul_gflops()
     log(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"large-matmul peak {peak:.1f} GFLOP/s (float32, 1024x1024)"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}, large-matmul peak {peak:.1f} GFLOP/s "
+        f"(float32, 1024x1024)"
     )
     header = (
         f"{'shape':<12} {'pass':<8} {'torch ms':>9} {'ref ms':>9} {'rnnlab ms':>10} "

@@ -75,8 +75,7 @@ class LangidConfig:
         check_range("ngrams", self.ngrams, 1, 8)
         if self.ngrams > 1 and not self.embedding:
             raise ValueError(
-                f"--ngrams {self.ngrams} needs --embedding > 0 (n-grams are embedded) "
-                "or --ngrams 1"
+                f"--ngrams {self.ngrams} needs --embedding > 0 (n-grams are embedded) or --ngrams 1"
             )
         check_range("dropout", self.dropout, 0.0, 1.0)
         check_range("ngram_dropout", self.ngram_dropout, 0.0, 1.0)
