@@ -1,9 +1,10 @@
 """How close any exact RNN can come to torch.nn.RNN on this CPU: the matmul floor of a shape.
 
-An RNN layer's forward does one input projection over all steps, (T*B, I) x (I, H), and then T
-recurrences h_{t-1} W_hh^T, (B, H) x (H, H), one after the other: step t needs h_{t-1}. Its
-backward does the same serial chain in reverse (dh_{t-1} = da_t W_hh) and three large matmuls
-(dW_hh, dW_ih and the input gradient). This script issues exactly those matmuls, with nothing
+An RNN layer's forward does one input projection over all steps, (T*B, I) x (I, H), and then
+T - 1 recurrences h_{t-1} W_hh^T, (B, H) x (H, H), one after the other: step t needs h_{t-1}
+(the first, from h_0 = 0, is free). Its backward does the same serial chain in reverse
+(dh_{t-1} = da_t W_hh) and the large matmuls of the weight gradients (dW_hh, dW_ih) and, above
+the first layer, of the input gradient. This script issues exactly those matmuls, with nothing
 else: no bias, no tanh, no autograd, no copies. That is a floor no exact implementation on the
 same BLAS can go under, and the script prints it beside torch.nn.RNN and rnnlab, timed
 interleaved as `rnnlab bench` times them:
@@ -39,12 +40,12 @@ def floor_step(shape: Shape, backward: bool):
     def run() -> None:
         for layer, (x, w) in enumerate(zip(inputs, w_ih, strict=True)):
             torch.mm(x, w.T, out=projected)  # (T*B, I) x (I, H): the input projection
-            for _ in range(t):
+            for _ in range(t - 1):
                 torch.mm(state, w_hh.T, out=out)  # (B, H) x (H, H): the recurrence, serial
             if backward:
-                for _ in range(t):
+                for _ in range(t - 1):
                     torch.mm(state, w_hh, out=out)  # dh_{t-1} = da_t W_hh, serial
-                grads.T @ grads  # dW_hh = sum_t da_t^T h_{t-1}: (H, T*B) x (T*B, H)
+                grads[b:].T @ grads[b:]  # dW_hh = sum_{t>1} da_t^T h_{t-1}: (H, (T-1)B) x ...
                 grads.T @ x  # dW_ih = sum_t da_t^T x_t: (H, T*B) x (T*B, I)
                 if layer:  # the network's own input needs no gradient
                     grads @ w  # dx = da W_ih: (T*B, H) x (H, I)

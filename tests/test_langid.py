@@ -128,6 +128,12 @@ def test_each_step_reads_the_ngrams_seen_twice_that_end_at_its_character():
         [2, 0, 0], [3, 1, 0], [4, 3, 2], [1, 5, 4]
     ]  # fmt: skip
     assert vocabulary.encode("ba").tolist() == [[2, 0, 0], [4, 0, 0], [3, 0, 0], [1, 0, 0]]
+    longer = langid.Vocabulary({"characters": "$^ab", "order": 6, "ngrams": grams})
+    assert longer.encode("a").tolist() == [
+        [2, 0, 0, 0, 0, 0],
+        [3, 1, 0, 0, 0, 0],
+        [1, 0, 0, 0, 0, 0],
+    ]  # a word shorter than an n-gram has none of that length
 
 
 @pytest.mark.parametrize("impl", ["rnnlab", "torch"])
@@ -135,6 +141,9 @@ def test_ngram_embeddings_add_to_the_character_and_keep_words_independent(impl):
     model = langid.WordClassifier(
         vocab_size=6, num_classes=3, hidden_size=4, embedding_dim=5, impl=impl, ngrams=7
     ).eval()
+    assert model.ngram_embedding.weight.abs().sum() == 0  # untrained n-grams read as unseen
+    with torch.no_grad():
+        model.ngram_embedding.weight[1:].normal_()  # as if trained
     words = [torch.tensor([[1, 0, 0], [2, 3, 0], [5, 4, 7]]), torch.tensor([[2, 0, 0], [4, 1, 0]])]
     batch = model(pack_sequence(words, enforce_sorted=False))  # (2, 3)
     alone = torch.cat([model(pack_sequence([w])) for w in words])  # (2, 3)
@@ -183,6 +192,8 @@ def test_ngram_dropout_hides_ngrams_in_training_only():
     model = langid.WordClassifier(
         vocab_size=6, num_classes=3, hidden_size=4, embedding_dim=5, ngrams=7, ngram_dropout=1.0
     )
+    with torch.no_grad():
+        model.ngram_embedding.weight[1:].normal_()  # as if trained
     word = torch.tensor([[1, 0, 0], [2, 3, 0], [5, 4, 7]])
     bare = word.clone()
     bare[:, 1:] = langid.UNKNOWN
@@ -199,10 +210,28 @@ def test_a_run_with_ngrams_records_them_and_predicts_from_them(lists, tmp_path, 
     meta = json.loads((run / "config.json").read_text())["meta"]
     assert meta["order"] == 3 and meta["ngrams"]
     assert all(2 <= len(g) <= 3 for g in meta["ngrams"])
+    data = langid.load_data(langid.LangidConfig(words=20, data_dir=str(lists), ngrams=3), meta)
+    assert data.train[0][0].shape[1] == 3  # each step: its character, its 2-gram and 3-gram
     capsys.readouterr()
     assert main(["predict", str(run), "--text", "abc"]) == 0
     assert capsys.readouterr().out.startswith("abc: ")
     assert main(["evaluate", str(run)]) == 0
+
+
+def test_a_one_hot_run_saved_before_ngrams_existed_still_evaluates_and_predicts(
+    lists, tmp_path, capsys
+):
+    out = str(tmp_path / "runs")
+    args = ["langid", "--data-dir", str(lists), *TINY, "--embedding", "0", "--ngrams", "1"]
+    assert main([*args, "--epochs", "1", "--out-dir", out, *QUIET]) == 0
+    record = tmp_path / "runs" / "langid" / "config.json"
+    saved = json.loads(record.read_text())
+    del saved["config"]["ngrams"], saved["config"]["ngram_dropout"]  # as an older rnnlab wrote
+    record.write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert main(["evaluate", str(record.parent)]) == 0
+    assert main(["predict", str(record.parent), "--text", "abc"]) == 0
+    assert "abc: " in capsys.readouterr().out
 
 
 def test_bad_langid_options_are_one_line_and_status_2(lists, capsys):

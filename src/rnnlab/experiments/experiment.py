@@ -116,6 +116,8 @@ class Experiment:
     evaluate_fields: tuple[str, ...] = ()  # config fields `rnnlab evaluate` may change
     where_fields: tuple[str, ...] = ("data_dir",)  # config fields saying where, not what
     cv_defaults: dict = field(default_factory=dict)  # config values cross-validation needs
+    # what an option meant before it existed: read for a saved run whose config.json lacks it
+    legacy_defaults: dict = field(default_factory=dict)
 
     def run_name(self, config) -> str:
         return self.default_name(config) if self.default_name else self.name
@@ -382,7 +384,7 @@ def restore(run_dir: str | Path, experiments: tuple[Experiment, ...], **override
     record = RunRecord.read(run_dir)
     experiment = find_experiment(experiments, record.experiment, run_dir)
     try:
-        config = experiment.config(**{**record.config, **overrides})
+        config = experiment.config(**{**experiment.legacy_defaults, **record.config, **overrides})
     except TypeError as e:
         raise ValueError(
             f"{run_dir}/config.json does not describe a {experiment.name} run: {e}"

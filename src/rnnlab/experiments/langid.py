@@ -129,7 +129,8 @@ class Vocabulary:
         ids = [[self.characters.get(c, UNKNOWN) for c in marked]]
         for n in range(2, self.order + 1):
             grams = [self.ngrams.get(g, UNKNOWN) for g in ngrams_of(marked, n)]
-            ids.append([UNKNOWN] * (n - 1) + grams)  # nothing ends before the (n-1)-th step
+            # nothing ends before step n-1; a word shorter than n-1 steps has no n-gram at all
+            ids.append(([UNKNOWN] * (n - 1) + grams)[: len(marked)])
         return torch.tensor(ids).T  # (T, order)
 
 
@@ -190,9 +191,12 @@ class WordClassifier(nn.Module):
         super().__init__()
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, embedding_dim) if embedding_dim else None
-        self.ngram_embedding = (
-            nn.Embedding(ngrams + 1, embedding_dim, padding_idx=UNKNOWN) if ngrams else None
-        )
+        self.ngram_embedding = None
+        if ngrams:
+            # zeros: an n-gram no training step reaches (under cv, one only the held-out fold
+            # holds) stays what an unseen one is, a zero vector
+            self.ngram_embedding = nn.Embedding(ngrams + 1, embedding_dim, padding_idx=UNKNOWN)
+            nn.init.zeros_(self.ngram_embedding.weight)
         self.directions = 2 if bidirectional else 1
         self.rnn = make_rnn(
             impl,
@@ -327,6 +331,7 @@ EXPERIMENT = Experiment(
     collate=collate,
     predict=RunCommand("predict", "the likeliest languages of each word", PredictOptions, predict),
     evaluate_fields=("data_dir",),
+    legacy_defaults=dict(ngrams=1, ngram_dropout=0.0),  # runs from before --ngrams
     baselines=baselines,
     test_metrics=test_metrics,
 )
