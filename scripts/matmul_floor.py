@@ -60,6 +60,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's own")
     parser.add_argument("--rounds", type=int, default=9, help="interleaved timing rounds")
     args = parser.parse_args()
+    if args.threads < 0:
+        parser.error(f"--threads must be 0 (torch's own) or more, got {args.threads}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.threads:
         torch.set_num_threads(args.threads)
     shape = next(s for s in SHAPES if s.name == args.shape)

@@ -17,12 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from rnnlab.data import load_mnist
+from rnnlab.data.download import DatasetUnavailableError
 
 
 class Classifier(nn.Module):
@@ -83,13 +85,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10, help="passes over the training data")
     parser.add_argument("--seed", type=int, default=0, help="torch's seed")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads"
+    )
     parser.add_argument("--json", help="also write the per-epoch figures to this file")
     args = parser.parse_args()
     if args.epochs < 1:
-        raise SystemExit(f"--epochs must be at least 1, got {args.epochs}")
+        parser.error(f"--epochs must be at least 1, got {args.epochs}")
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    if args.json and (Path(args.json).is_dir() or not Path(args.json).parent.is_dir()):
+        parser.error(f"--json {args.json}: expected a file path in an existing folder")
     torch.set_num_threads(args.threads)
-    epochs = run(args.epochs, args.seed, log=lambda line: print(line, flush=True))
+    try:
+        epochs = run(args.epochs, args.seed, log=lambda line: print(line, flush=True))
+    except DatasetUnavailableError as e:
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"threads": args.threads, "torch": torch.__version__, "epochs": epochs}, f)

@@ -128,7 +128,7 @@ def load_data(config: MnistConfig, meta: dict | None = None) -> Data:
 
 def pixels(dataset) -> tuple[np.ndarray, np.ndarray]:
     """All of `dataset`'s images as (N, 784) floats in [0, 1] and its (N,) labels, in one
-    batched read (a RowImages or a Subset of one)."""
+    batched read (a RowBatches or a Subset of one)."""
     images, labels = dataset.__getitems__(list(range(len(dataset))))  # (N, 28, 28), (N,)
     return images.flatten(1).numpy(), labels.numpy()  # (N, 784), (N,)
 

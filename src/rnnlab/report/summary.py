@@ -8,6 +8,7 @@ the training loop writes "train_loss", "train_acc", "val_loss", "val_acc", "lr",
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -48,9 +49,9 @@ def summarize(run_dir: str | os.PathLike, best_by: str = "val_acc") -> dict:
     if not records:
         raise ValueError(f"{run_dir / METRICS_FILE} holds no epochs to summarize")
     metric = monitored_metric(records, best_by)
-    sign = -1.0 if metric.endswith("loss") else 1.0
+    sign = -1.0 if metric.endswith("loss") else 1.0  # a loss is minimised
     # max() keeps the first of equal scores, as the training loop does when it saves best.pt.
-    best = max(records, key=lambda r: sign * r.get(metric, sign * float("-inf")))
+    best = max(records, key=lambda r: sign * r[metric] if metric in r else -math.inf)
     return {
         "run": run_dir.name,
         "epochs": len(records),
