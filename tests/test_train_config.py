@@ -61,3 +61,28 @@ def test_optimizer_gets_the_configured_rate_and_weight_decay(name, cls):
     assert (group["lr"], group["weight_decay"]) == (0.05, 0.01)
     if name == "sgd":
         assert group["momentum"] == 0.5
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_the_fused_optimizer_steps_as_torchs_loop_does(name):
+    """make_optimizer runs torch's fused kernel on CPU; its updates are the loop's equations,
+    equal up to the order of rounding."""
+    config = TrainConfig(optimizer=name, lr=0.01, weight_decay=0.1, momentum=0.9)
+    torch.manual_seed(0)
+    fused_model, loop_model = torch.nn.Linear(30, 20), torch.nn.Linear(30, 20)
+    loop_model.load_state_dict(fused_model.state_dict())
+    start = [p.detach().clone() for p in fused_model.parameters()]
+    fused = make_optimizer(fused_model, config)
+    assert fused.param_groups[0]["fused"] is True
+    options = {"lr": 0.01, "weight_decay": 0.1} | ({"momentum": 0.9} if name == "sgd" else {})
+    loop = type(fused)(loop_model.parameters(), **options)
+    assert loop.param_groups[0]["fused"] is None
+    for _ in range(5):
+        x = torch.randn(8, 30)  # (B, in)
+        for model, optimizer in ((fused_model, fused), (loop_model, loop)):
+            optimizer.zero_grad()
+            model(x).square().mean().backward()
+            optimizer.step()
+    for a, b, a0 in zip(fused_model.parameters(), loop_model.parameters(), start, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+        assert (a != a0).all()  # every weight moved

@@ -38,7 +38,6 @@ from rnnlab.train import EvalResult
 BEGIN, END = "^", "$"  # around every word, so that the RNN sees where a word starts and ends
 UNKNOWN = 0  # the id of a character the training words never hold
 TOP = 3  # languages printed per word by predict
-NGRAM_MIN_COUNT = 2  # an n-gram seen fewer times in the training words reads as unseen
 
 
 @dataclass
@@ -54,7 +53,10 @@ class LangidConfig:
     ngrams: int = option(
         4,
         "each step also adds the embeddings of the 2..N-grams that end at its character "
-        "(those seen at least twice in training); 1: the character alone",
+        "(those seen at least --ngram-min-count times in training); 1: the character alone",
+    )
+    ngram_min_count: int = option(
+        2, "an n-gram seen fewer times than this in the training words reads as unseen"
     )
     hidden: int = option(256, "hidden units per layer and direction")
     layers: int = option(1, "stacked RNN layers")
@@ -73,6 +75,7 @@ class LangidConfig:
         check_range("words", self.words, 1)
         check_range("embedding", self.embedding, 0)
         check_range("ngrams", self.ngrams, 1, 8)
+        check_range("ngram_min_count", self.ngram_min_count, 1)
         if self.ngrams > 1 and not self.embedding:
             raise ValueError(
                 f"--ngrams {self.ngrams} needs --embedding > 0 (n-grams are embedded) or --ngrams 1"
@@ -102,16 +105,15 @@ def ngrams_of(marked: str, n: int) -> list[str]:
     return [marked[i : i + n] for i in range(len(marked) - n + 1)]
 
 
-def ngram_list(words, order: int) -> list[str]:
-    """The 2..order-grams seen NGRAM_MIN_COUNT times or more in `words` (with markers),
-    sorted: a rarer one could only be memorised, not learnt."""
+def ngram_list(words, order: int, min_count: int) -> list[str]:
+    """The 2..order-grams seen `min_count` times or more in `words` (with markers), sorted."""
     counts: dict[str, int] = {}
     for word in words:
         marked = BEGIN + word + END
         for n in range(2, order + 1):
             for gram in ngrams_of(marked, n):
                 counts[gram] = counts.get(gram, 0) + 1
-    return sorted(g for g, count in counts.items() if count >= NGRAM_MIN_COUNT)
+    return sorted(g for g, count in counts.items() if count >= min_count)
 
 
 class Vocabulary:
@@ -143,7 +145,8 @@ def load_data(config: LangidConfig, meta: dict | None = None) -> Data:
         characters = "".join(sorted({c for w in train.words for c in BEGIN + w + END}))
         meta = {"languages": list(lists.languages), "characters": characters}
         if config.ngrams > 1:
-            meta |= {"order": config.ngrams, "ngrams": ngram_list(train.words, config.ngrams)}
+            grams = ngram_list(train.words, config.ngrams, config.ngram_min_count)
+            meta |= {"order": config.ngrams, "ngrams": grams}
     parts = [Words(p.words, p.labels, meta) for p in (train, val, test)]
     return Data(
         *parts,
