@@ -123,7 +123,7 @@ def test_each_step_reads_the_ngrams_seen_twice_that_end_at_its_character():
     grams = langid.ngram_list(["ab", "ab", "ba"], 3, min_count=2)
     assert grams == ["^a", "^ab", "ab", "ab$", "b$"]  # ^b, ba, a$, ^ba, ba$ are seen once
     everything = langid.ngram_list(["ab", "ab", "ba"], 3, min_count=1)
-    assert everything == sorted(grams + ["^b", "ba", "a$", "^ba", "ba$"])
+    assert everything == sorted([*grams, "^b", "ba", "a$", "^ba", "ba$"])
     vocabulary = langid.Vocabulary({"characters": "$^ab", "order": 3, "ngrams": grams})
     #  ^      a         b          $
     assert vocabulary.encode("ab").tolist() == [

@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 from sklearn.metrics import confusion_matrix
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
@@ -25,6 +26,8 @@ from rnnlab.train import (
     load_checkpoint,
     resolve_device,
 )
+from rnnlab.train.loop import cross_entropy, with_label_smoothing
+from rnnlab.train.run_dir import choose_run_dir
 
 
 class LastStep(nn.Module):
@@ -184,6 +187,24 @@ def test_grad_clip_bounds_the_norm_of_each_update(tmp_path):
     assert changes[0.0] > 10 * changes[1e-3]
 
 
+def test_label_smoothing_is_torchs_and_smooths_only_the_training_loss(tmp_path):
+    logits, targets = torch.randn(7, 4), torch.randint(0, 4, (7,))  # (N, C), (N,)
+    smoothed = with_label_smoothing(cross_entropy, 0.2)(logits, targets)
+    torch.testing.assert_close(smoothed, F.cross_entropy(logits, targets, label_smoothing=0.2))
+    assert with_label_smoothing(cross_entropy, 0.0) is cross_entropy
+    losses = {}
+    for smoothing in (0.0, 0.3):
+        model, train, val = make_problem()
+        config = make_config(tmp_path, name=f"ls{smoothing}", epochs=1, lr=1e-9)
+        config.label_smoothing = smoothing
+        (record,) = fit(model, train, val, config).history
+        losses[smoothing] = record
+    # a rate of 1e-9 leaves the weights where they started: the same validation loss, another
+    # training loss
+    assert losses[0.3]["val_loss"] == pytest.approx(losses[0.0]["val_loss"], abs=1e-6)
+    assert losses[0.3]["train_loss"] != pytest.approx(losses[0.0]["train_loss"], abs=1e-3)
+
+
 def test_limit_batches_cuts_every_epoch_short(tmp_path):
     model, train, val = make_problem()
     history = fit(model, train, val, make_config(tmp_path, limit_batches=2)).history
@@ -316,6 +337,18 @@ def test_resume_refuses_a_different_config_naming_the_changes(tmp_path):
     fit(model, train, val, make_config(tmp_path, epochs=1))
     with pytest.raises(ValueError, match=r"epochs: 1 -> 2; lr: 0.02 -> 0.1\)"):
         fit(model, train, val, make_config(tmp_path, epochs=2, lr=0.1, resume=True))
+
+
+def test_a_run_saved_before_label_smoothing_existed_is_the_same_run(tmp_path):
+    model, train, val = make_problem()
+    config = make_config(tmp_path, epochs=1)
+    fit(model, train, val, config)
+    path = tmp_path / "run" / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["train"]["label_smoothing"]  # as a run written before the option was
+    path.write_text(json.dumps(saved))
+    record = RunRecord(experiment="", config={}, train=config.settings())
+    assert choose_run_dir(tmp_path, "run", record, explicit=True) == tmp_path / "run"
 
 
 def test_resume_refuses_a_corrupted_checkpoint(tmp_path):

@@ -22,6 +22,9 @@ MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit seed
 # Fields that say where a run lives or how it shows, not what it computes: a run moved,
 # renamed or resumed with other ones is the same run.
 PLACE_AND_PRESENTATION = ("name", "out_dir", "resume", "progress", "plots")
+# Options added after runs were saved without them, and the value that does what those runs did:
+# a run from before reads as the same run, so it resumes and keeps its folder.
+ADDED_LATER = {"label_smoothing": 0.0}
 
 
 @dataclass
@@ -40,6 +43,9 @@ class TrainConfig:
         0, "updates of linear learning-rate warm-up before --schedule (none or cosine)"
     )
     grad_clip: float = option(0.0, "clip the gradient norm at this value; 0 disables")
+    label_smoothing: float = option(
+        0.0, "training loss only: this share of each target spread evenly over the classes"
+    )
     device: str = option("auto", "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'")
     seed: int = option(0, "seed of every random stream (weights, data order, dropout)")
     name: str = "run"  # the run's folder is out_dir/name
@@ -64,6 +70,7 @@ class TrainConfig:
         check_range("momentum", self.momentum, 0.0)
         check_range("weight_decay", self.weight_decay, 0.0)
         check_range("grad_clip", self.grad_clip, 0.0)
+        check_range("label_smoothing", self.label_smoothing, 0.0, 1.0)
         check_range("warmup", self.warmup, 0)
         if self.warmup and self.schedule == "onecycle":
             raise ValueError("--warmup does not combine with --schedule onecycle, which warms up")

@@ -99,6 +99,17 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     return F.cross_entropy(logits, targets)
 
 
+def with_label_smoothing(loss_fn: LossFn, smoothing: float) -> LossFn:
+    """loss_fn taken (1 - smoothing) plus smoothing times the mean over classes of -log p_c:
+    torch's label smoothing when loss_fn is the cross-entropy, whatever loss_fn is."""
+
+    def smoothed(logits: Tensor, targets: Tensor) -> Tensor:
+        uniform = -logits.log_softmax(dim=-1).mean()  # mean over (N, C) of -log p_c
+        return (1 - smoothing) * loss_fn(logits, targets) + smoothing * uniform
+
+    return smoothed if smoothing else loss_fn
+
+
 def _flatten(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     """Logits (..., C) and targets (...) -> (N, C) and (N,), one row per scored element.
     Targets equal to IGNORE_INDEX (the padding of unequal-length sequences) are not scored."""
@@ -384,6 +395,7 @@ class _Loop:
         self.model = model.to(self.device)
         self.train_loader, self.val_loader = train_loader, val_loader
         self.config, self.loss_fn, self.run_dir = config, loss_fn, run_dir
+        self.train_loss_fn = with_label_smoothing(loss_fn, config.label_smoothing)
         # the metric that picks best.pt: of the training pass when nothing is validated
         self.best_by = best_by if val_loader is not None else best_by.replace("val_", "train_")
         self.optimizer = make_optimizer(model, config)
@@ -472,7 +484,7 @@ class _Loop:
             logits = model(_to_device(inputs, device))
             samples += targets.shape[0]  # sequences or images, whatever each one scores
             logits, targets = _flatten(logits, _to_device(targets, device))  # (N, C), (N,)
-            loss = self.loss_fn(logits, targets)
+            loss = self.train_loss_fn(logits, targets)
             value = loss.item()
             stopped = nonfinite_ranks(value, device)
             if stopped:

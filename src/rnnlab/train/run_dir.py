@@ -30,6 +30,7 @@ from rnnlab.files import (
     TEST_FILE,
     atomic_write,
 )
+from rnnlab.train.config import ADDED_LATER
 
 WEIGHTS_FILES = (BEST_FILE, CHECKPOINT_FILE)  # a saved model: the best, else the last
 __all__ = [
@@ -98,6 +99,8 @@ class RunRecord:
         try:
             values = json.loads(path.read_text(encoding="utf-8"))
             values["where_fields"] = tuple(values.get("where_fields", ()))
+            if isinstance(values.get("train"), dict):
+                values["train"] = ADDED_LATER | values["train"]
             record = cls(**values)
         except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as e:
             raise ValueError(f"{path} is not a run record ({type(e).__name__}: {e})") from e
