@@ -99,10 +99,24 @@ def padded_and_masked(model: langid.WordClassifier, words: list) -> torch.Tensor
     ids = torch.nn.utils.rnn.pad_sequence(words, batch_first=True)[..., 0]  # (B, T), 0 past the end
     h, _ = model.rnn(model.embedding(ids))  # (B, T, H): steps past the end are garbage
     real = (torch.arange(ids.shape[1])[None] < lengths[:, None])[..., None]  # (B, T, 1)
-    last = h[torch.arange(len(words)), lengths - 1]  # (B, H)
-    top = h.masked_fill(~real, float("-inf")).amax(dim=1)  # (B, H)
-    mean = (h * real).sum(dim=1) / lengths[:, None]  # (B, H)
-    return model.head(torch.cat([last, top, mean], dim=-1))  # (B, C)
+    pooled = {
+        "last": h[torch.arange(len(words)), lengths - 1],  # (B, H)
+        "max": h.masked_fill(~real, float("-inf")).amax(dim=1),  # (B, H)
+        "mean": (h * real).sum(dim=1) / lengths[:, None],  # (B, H)
+    }
+    return model.head(torch.cat([pooled[p] for p in model.pool], dim=-1))  # (B, C)
+
+
+@pytest.mark.parametrize("pool", [("mean",), ("max", "last"), ("last", "mean")])
+def test_each_pool_scores_a_packed_batch_as_padded_and_masked(pool):
+    model = langid.WordClassifier(
+        vocab_size=9, num_classes=4, hidden_size=5, embedding_dim=3, bidirectional=False,
+        pool=pool,
+    ).eval()  # fmt: skip
+    assert model.head.in_features == 5 * len(pool)
+    words = [torch.tensor(w)[:, None] for w in ([1, 2, 3], [4, 5, 6, 7, 8, 1, 2], [8])]
+    batch = model(pack_sequence(words, enforce_sorted=False))  # (3, 4)
+    torch.testing.assert_close(batch, padded_and_masked(model, words))
 
 
 def test_one_hot_characters_and_a_packed_batch_survive_the_move_to_a_device():
@@ -239,6 +253,13 @@ def test_a_one_hot_run_saved_before_ngrams_existed_still_evaluates_and_predicts(
 def test_bad_langid_options_are_one_line_and_status_2(lists, capsys):
     assert main(["langid", "--ngrams", "3", "--embedding", "0", "--dry-run"]) == 2
     assert "--ngrams 3 needs --embedding > 0" in capsys.readouterr().err
+    assert main(["langid", "--ngrams", "9", "--dry-run"]) == 2
+    assert "ngrams must be" in capsys.readouterr().err
+    for pool in ("mex", "mean+mean", ""):
+        assert main(["langid", "--pool", pool, "--dry-run"]) == 2
+        assert "pool must join some of last, max, mean by +" in capsys.readouterr().err
+    assert main(["langid", "--ngram-min-count", "0", "--dry-run"]) == 2
+    assert "ngram_min_count must be >= 1, got 0" in capsys.readouterr().err
     assert main(["langid", "--ngrams", "9", "--dry-run"]) == 2
     assert "ngrams must be" in capsys.readouterr().err
     assert main(["langid", "--words", "0", "--dry-run"]) == 2

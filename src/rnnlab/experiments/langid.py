@@ -6,10 +6,10 @@ word is read as its characters between the markers '^' and '$', one-hot or embed
 (bidirectional) RNN; with `--ngrams N` each step's vector also sums the embeddings of the 2..N
 character n-grams that end there (fastText's subwords, read in order by the RNN). Words differ
 in length, so a batch goes in as a `PackedSequence`: no step of padding is computed. The word's
-vector is the last hidden state of each direction beside the maximum and the mean of the top
-layer's outputs over the word's steps; a Linear maps it to the 18 languages. Beside the RNN the
-module scores the baseline it must beat, a bag of character 1-4-grams (tf-idf) with a linear
-SVM from scikit-learn, on the same split.
+vector pools the top layer's outputs over the word's steps (`--pool`: their mean, their
+maximum, the last state of each direction); a Linear maps it to the 18 languages. Beside the
+RNN the module scores the baseline it must beat, a bag of character 1-4-grams (tf-idf) with a
+linear SVM from scikit-learn, on the same split.
 
 `rnnlab predict RUN_DIR --text "bonjour hello"` prints each word's three likeliest languages.
 """
@@ -38,6 +38,7 @@ from rnnlab.train import EvalResult
 BEGIN, END = "^", "$"  # around every word, so that the RNN sees where a word starts and ends
 UNKNOWN = 0  # the id of a character the training words never hold
 TOP = 3  # languages printed per word by predict
+POOLS = ("last", "max", "mean")  # what the word's vector may hold (--pool)
 
 
 @dataclass
@@ -67,6 +68,11 @@ class LangidConfig:
     ngram_dropout: float = option(
         0.4, "in training, each n-gram a step reads is read as unseen with this chance"
     )
+    pool: str = option(
+        "last+max+mean",
+        "the word's vector: the last state of each direction, the max and/or the mean of the "
+        "states over the word's steps, joined by +",
+    )
     batch_size: int = option(64, "words per batch")
 
     def __post_init__(self) -> None:
@@ -83,6 +89,11 @@ class LangidConfig:
         check_range("dropout", self.dropout, 0.0, 1.0)
         check_range("ngram_dropout", self.ngram_dropout, 0.0, 1.0)
         check_range("batch_size", self.batch_size, 1)
+        pools = self.pool.split("+")
+        if not set(pools) <= set(POOLS) or len(set(pools)) != len(pools):
+            raise ValueError(
+                f"pool must join some of {', '.join(POOLS)} by +, each once, got {self.pool!r}"
+            )
 
 
 class Words(Dataset):
@@ -173,8 +184,9 @@ class WordClassifier(nn.Module):
     Characters enter one-hot (`embedding_dim` None) or embedded; with `ngrams` (the number of
     known n-grams) each step adds the embeddings of the n-grams ending at its character,
     x_t = E c_t + sum_n G g_t,n, and in training each g_t,n is read as unseen (a zero vector)
-    with chance `ngram_dropout`. The word's vector is [h_T of each direction, max_t h_t,
-    mean_t h_t] of the top layer, then dropout and a Linear.
+    with chance `ngram_dropout`. The word's vector joins the `pool`s of the top layer's states
+    ("last": h_T of each direction, "max": max_t h_t, "mean": mean_t h_t), then dropout and a
+    Linear.
     """
 
     def __init__(
@@ -190,6 +202,7 @@ class WordClassifier(nn.Module):
         dropout: float = 0.0,
         ngrams: int = 0,
         ngram_dropout: float = 0.0,
+        pool: tuple[str, ...] = POOLS,
     ) -> None:
         super().__init__()
         self.vocab_size = vocab_size
@@ -212,7 +225,8 @@ class WordClassifier(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
         self.ngram_dropout = ngram_dropout
-        self.head = nn.Linear(3 * self.directions * hidden_size, num_classes)
+        self.pool = pool
+        self.head = nn.Linear(len(pool) * self.directions * hidden_size, num_classes)
 
     def forward(self, words: PackedSequence) -> Tensor:
         ids = words.data  # (N, K) every step of every word, N = sum of lengths
@@ -228,13 +242,15 @@ class WordClassifier(nn.Module):
             x = x + self.ngram_embedding(grams).sum(dim=1)  # (N, E) + sum of (N, K-1, E)
         x = PackedSequence(self.dropout(x), *words[1:])  # same batch sizes and order
         out, h_n = self.rnn(x)  # (N, D*H) packed, (D*L, B, H) in the batch's order
-        last = torch.cat(list(h_n[-self.directions :]), dim=-1)  # (B, D*H)
+        pooled = {"last": torch.cat(list(h_n[-self.directions :]), dim=-1)}  # (B, D*H)
         h, lengths = pad_packed_sequence(out, batch_first=True)  # (B, T, D*H), (B,)
-        steps = torch.arange(h.shape[1])[None, :] < lengths[:, None]  # (B, T)
-        mask = steps.to(h.device)[..., None]  # (B, T, 1)
-        top = h.masked_fill(~mask, float("-inf")).amax(dim=1)  # (B, D*H)
-        mean = h.sum(dim=1) / lengths.to(h)[:, None]  # (B, D*H); padded steps are 0
-        return self.head(self.dropout(torch.cat([last, top, mean], dim=-1)))  # (B, C)
+        if "max" in self.pool:
+            steps = torch.arange(h.shape[1])[None, :] < lengths[:, None]  # (B, T)
+            mask = steps.to(h.device)[..., None]  # (B, T, 1)
+            pooled["max"] = h.masked_fill(~mask, float("-inf")).amax(dim=1)  # (B, D*H)
+        pooled["mean"] = h.sum(dim=1) / lengths.to(h)[:, None]  # (B, D*H); pads are 0
+        word = torch.cat([pooled[p] for p in self.pool], dim=-1)  # (B, P*D*H)
+        return self.head(self.dropout(word))  # (B, C)
 
 
 def build_model(config: LangidConfig, meta: dict) -> WordClassifier:
@@ -250,6 +266,7 @@ def build_model(config: LangidConfig, meta: dict) -> WordClassifier:
         dropout=config.dropout,
         ngrams=len(meta.get("ngrams", ())),
         ngram_dropout=config.ngram_dropout,
+        pool=tuple(config.pool.split("+")),
     )
 
 
