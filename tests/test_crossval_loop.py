@@ -213,6 +213,21 @@ def test_a_rerun_with_other_settings_is_refused(tmp_path):
         run_cv(tmp_path, epochs=2)
 
 
+def test_a_plan_written_before_an_option_existed_continues(tmp_path):
+    settings = make_config(tmp_path, epochs=1).settings()
+    record = RunRecord(experiment="x", config={"kept": 1, "added": 0}, train=settings)
+    first = run_cv(tmp_path, epochs=1, record=record)
+    path = tmp_path / "cv" / "cv_plan.json"
+    plan = json.loads(path.read_text())  # as written before label_smoothing and "added"
+    del plan["train"]["label_smoothing"], plan["run"]["train"]["label_smoothing"]
+    del plan["run"]["config"]["added"]
+    path.write_text(json.dumps(plan))
+    with pytest.raises(ValueError, match=r"run.config.added: \(none\) -> 0"):
+        run_cv(tmp_path, epochs=1, record=record)
+    again = run_cv(tmp_path, epochs=1, record=record, config_added_later={"added": 0})
+    assert untimed(again) == untimed(first)
+
+
 def test_torchrun_ranks_share_the_folds_and_rank_0_reports(tmp_path, monkeypatch):
     reference = run_cv(tmp_path, "reference")
     monkeypatch.setenv("WORLD_SIZE", "2")

@@ -234,20 +234,47 @@ def test_a_run_with_ngrams_records_them_and_predicts_from_them(lists, tmp_path, 
     assert main(["evaluate", str(run)]) == 0
 
 
+def test_the_ngram_min_count_and_the_pool_reach_the_data_and_the_model(lists):
+    counted = {}
+    for min_count in (1, 2):
+        config = langid.LangidConfig(
+            words=20, data_dir=str(lists), ngrams=3, ngram_min_count=min_count, pool="max"
+        )
+        data = langid.load_data(config)
+        counted[min_count] = set(data.meta["ngrams"])
+        model = langid.build_model(config, data.meta)
+        assert model.pool == ("max",) and model.head.in_features == 2 * config.hidden
+    assert counted[2] < counted[1]  # the n-grams seen once are in only one list
+
+
 def test_a_one_hot_run_saved_before_ngrams_existed_still_evaluates_and_predicts(
     lists, tmp_path, capsys
 ):
     out = str(tmp_path / "runs")
-    args = ["langid", "--data-dir", str(lists), *TINY, "--embedding", "0", "--ngrams", "1"]
+    old_model = [
+        "--embedding",
+        "0",
+        "--ngrams",
+        "1",
+        "--ngram-dropout",
+        "0",
+        "--pool",
+        "last+max+mean",
+    ]
+    args = ["langid", "--data-dir", str(lists), *TINY, *old_model]
     assert main([*args, "--epochs", "1", "--out-dir", out, *QUIET]) == 0
     record = tmp_path / "runs" / "langid" / "config.json"
     saved = json.loads(record.read_text())
-    del saved["config"]["ngrams"], saved["config"]["ngram_dropout"]  # as an older rnnlab wrote
+    for key in ("ngrams", "ngram_dropout", "ngram_min_count", "pool"):
+        del saved["config"][key]  # as an older rnnlab wrote it
     record.write_text(json.dumps(saved))
     capsys.readouterr()
     assert main(["evaluate", str(record.parent)]) == 0
     assert main(["predict", str(record.parent), "--text", "abc"]) == 0
     assert "abc: " in capsys.readouterr().out
+    # the same command again finds the same run in its folder, finished
+    assert main([*args, "--epochs", "1", "--out-dir", out, "--resume", *QUIET]) == 0
+    assert not (tmp_path / "runs" / "langid-2").exists()
 
 
 def test_bad_langid_options_are_one_line_and_status_2(lists, capsys):
@@ -260,8 +287,6 @@ def test_bad_langid_options_are_one_line_and_status_2(lists, capsys):
         assert "pool must join some of last, max, mean by +" in capsys.readouterr().err
     assert main(["langid", "--ngram-min-count", "0", "--dry-run"]) == 2
     assert "ngram_min_count must be >= 1, got 0" in capsys.readouterr().err
-    assert main(["langid", "--ngrams", "9", "--dry-run"]) == 2
-    assert "ngrams must be" in capsys.readouterr().err
     assert main(["langid", "--words", "0", "--dry-run"]) == 2
     assert "words must be >= 1, got 0" in capsys.readouterr().err
     assert main(["langid", "--words", "31", "--data-dir", str(lists), "--dry-run"]) == 2

@@ -86,3 +86,17 @@ def test_the_fused_optimizer_steps_as_torchs_loop_does(name):
     for a, b, a0 in zip(fused_model.parameters(), loop_model.parameters(), start, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
         assert (a != a0).all()  # every weight moved
+
+
+def test_a_model_with_sparse_gradients_or_off_cpu_and_cuda_gets_torchs_loop():
+    config = TrainConfig(optimizer="sgd", momentum=0.9)
+    sparse = torch.nn.Embedding(5, 3, sparse=True)
+    assert make_optimizer(sparse, config).param_groups[0]["fused"] is None
+    meta = torch.nn.Linear(2, 2, device="meta")
+    assert make_optimizer(meta, config).param_groups[0]["fused"] is None
+    assert make_optimizer(torch.nn.Linear(2, 2), config).param_groups[0]["fused"] is True
+
+
+def test_label_smoothing_must_leave_the_target_some_weight():
+    with pytest.raises(ValueError, match=r"label_smoothing must be < 1, got 1\.0"):
+        TrainConfig(label_smoothing=1.0)

@@ -195,8 +195,9 @@ def test_label_smoothing_is_torchs_and_smooths_only_the_training_loss(tmp_path):
     losses = {}
     for smoothing in (0.0, 0.3):
         model, train, val = make_problem()
-        config = make_config(tmp_path, name=f"ls{smoothing}", epochs=1, lr=1e-9)
-        config.label_smoothing = smoothing
+        config = make_config(
+            tmp_path, name=f"ls{smoothing}", epochs=1, lr=1e-9, label_smoothing=smoothing
+        )
         (record,) = fit(model, train, val, config).history
         losses[smoothing] = record
     # a rate of 1e-9 leaves the weights where they started: the same validation loss, another

@@ -26,7 +26,7 @@ from rnnlab.experiments import EXPERIMENTS
 from rnnlab.experiments.experiment import TEST_BATCH, Experiment, train
 from rnnlab.files import TEST_FILE
 from rnnlab.train import TrainConfig, evaluate, make_eval_loader, make_loader, seed_everything
-from rnnlab.train.loop import cross_entropy, make_optimizer, make_scheduler
+from rnnlab.train.loop import cross_entropy, make_optimizer, make_scheduler, with_label_smoothing
 
 PHASES = ("data", "forward", "backward", "optimiser", "evaluation")
 EXPERIMENTS_BY_NAME = {e.name: e for e in EXPERIMENTS}
@@ -52,6 +52,7 @@ def epoch_breakdown(
     steps = min(len(train), limit_batches) if limit_batches else len(train)
     optimizer = make_optimizer(model, train_config)
     scheduler = make_scheduler(optimizer, train_config, steps * train_config.epochs)
+    train_loss = with_label_smoothing(cross_entropy, train_config.label_smoothing)
     train.sampler.set_epoch(1)
     seconds = dict.fromkeys(PHASES, 0.0)
     model.train()
@@ -60,7 +61,7 @@ def epoch_breakdown(
         if i == steps:
             break
         clock = _lap(seconds, "data", clock)
-        loss = cross_entropy(model(inputs), targets)
+        loss = train_loss(model(inputs), targets)
         loss.item()
         clock = _lap(seconds, "forward", clock)
         optimizer.zero_grad(set_to_none=True)

@@ -42,7 +42,9 @@ from rnnlab.train import (
     settings_diff,
 )
 from rnnlab.train.checkpoint import content_digest
+from rnnlab.train.config import ADDED_LATER
 from rnnlab.train.distributed import in_process_group, launch_rank_and_world, use_local_gpu
+from rnnlab.train.run_dir import fill_added_later
 
 FOLD_FILE = "fold.json"  # in a fold's folder: its result, written last; the fold is done
 PLAN_FILE = "cv_plan.json"  # what the folds are; a later run must match it to continue them
@@ -128,6 +130,7 @@ def cross_validate(
     class_names: list[str] | None = None,
     record: RunRecord | None = None,
     best_by: str = "val_acc",
+    config_added_later: dict | None = None,
 ) -> CVResult | None:
     """k-fold cross-validation of the model `build_model()` on `dataset`, by `fit`.
 
@@ -156,6 +159,8 @@ def cross_validate(
       part of the plan: with the split and training settings they must match a previous
       run's to continue it.
     - `best_by`: the validation metric that picks each fold's best epoch (see `fit`).
+    - `config_added_later`: what the experiment's options added since meant before (see
+      `fill_added_later`), so that a plan written before them continues.
 
     A fold's result is the same wherever it runs (here, in a worker, on any rank) as long as
     it trains with the same number of torch threads, which fold.json records: the thread
@@ -187,7 +192,7 @@ def cross_validate(
         "run": record.settings() if record is not None else {},
     }
     plan = json.loads(json.dumps(plan))  # as it reads back from the file: tuples become lists
-    _check_plan(run_dir, plan)
+    _check_plan(run_dir, plan, config_added_later)
 
     rank, world = launch_rank_and_world()
     use_local_gpu()
@@ -356,11 +361,15 @@ def _wait_for_folds(run_dir: Path, folds: list[int]) -> None:
         time.sleep(POLL_SECONDS)
 
 
-def _check_plan(run_dir: Path, plan: dict) -> None:
+def _check_plan(run_dir: Path, plan: dict, config_added_later: dict | None) -> None:
     """Write run_dir/cv_plan.json, or check that the one there describes the same folds."""
     path = run_dir / PLAN_FILE
     if path.is_file():
-        changed = settings_diff(json.loads(path.read_text()), plan)
+        saved = json.loads(path.read_text())
+        saved["train"] = ADDED_LATER | saved.get("train", {})
+        if saved.get("run"):
+            saved["run"] = fill_added_later(saved["run"], config_added_later)
+        changed = settings_diff(saved, plan)
         if changed:
             raise ValueError(
                 f"{run_dir} holds a cross-validation with other settings ({'; '.join(changed)}); "

@@ -222,7 +222,13 @@ def train(
         data = data or experiment.load_data(config, None)
         record = record_of(experiment, config, train_config, data)
         run_dir = on_main_then_everywhere(
-            lambda: choose_run_dir(train_config.out_dir, train_config.name, record, explicit_name)
+            lambda: choose_run_dir(
+                train_config.out_dir,
+                train_config.name,
+                record,
+                explicit_name,
+                config_added_later=experiment.legacy_defaults,
+            )
         )
         train_config = replace(train_config, name=run_dir.name, out_dir=str(run_dir.parent))
         with run_lock(run_dir) if ctx.is_main else contextlib.nullcontext():
@@ -349,6 +355,7 @@ def cross_validate_experiment(
         class_names=data.class_names,
         record=record_of(experiment, config, train_config, data),
         best_by=experiment.best_by,
+        config_added_later=experiment.legacy_defaults,
     )
 
 

@@ -69,9 +69,9 @@ class LangidConfig:
         0.4, "in training, each n-gram a step reads is read as unseen with this chance"
     )
     pool: str = option(
-        "last+max+mean",
-        "the word's vector: the last state of each direction, the max and/or the mean of the "
-        "states over the word's steps, joined by +",
+        "mean",
+        "the word's vector: some of last (each direction's last state), max and mean (over "
+        "the word's steps), joined by +",
     )
     batch_size: int = option(64, "words per batch")
 
@@ -205,6 +205,8 @@ class WordClassifier(nn.Module):
         pool: tuple[str, ...] = POOLS,
     ) -> None:
         super().__init__()
+        if not pool or not set(pool) <= set(POOLS):
+            raise ValueError(f"pool must be some of {', '.join(POOLS)}, got {pool!r}")
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, embedding_dim) if embedding_dim else None
         self.ngram_embedding = None
@@ -242,15 +244,19 @@ class WordClassifier(nn.Module):
             x = x + self.ngram_embedding(grams).sum(dim=1)  # (N, E) + sum of (N, K-1, E)
         x = PackedSequence(self.dropout(x), *words[1:])  # same batch sizes and order
         out, h_n = self.rnn(x)  # (N, D*H) packed, (D*L, B, H) in the batch's order
-        pooled = {"last": torch.cat(list(h_n[-self.directions :]), dim=-1)}  # (B, D*H)
         h, lengths = pad_packed_sequence(out, batch_first=True)  # (B, T, D*H), (B,)
-        if "max" in self.pool:
-            steps = torch.arange(h.shape[1])[None, :] < lengths[:, None]  # (B, T)
-            mask = steps.to(h.device)[..., None]  # (B, T, 1)
-            pooled["max"] = h.masked_fill(~mask, float("-inf")).amax(dim=1)  # (B, D*H)
-        pooled["mean"] = h.sum(dim=1) / lengths.to(h)[:, None]  # (B, D*H); pads are 0
-        word = torch.cat([pooled[p] for p in self.pool], dim=-1)  # (B, P*D*H)
-        return self.head(self.dropout(word))  # (B, C)
+        word = torch.cat([self._pooled(p, h, lengths, h_n) for p in self.pool], dim=-1)
+        return self.head(self.dropout(word))  # (B, P*D*H) -> (B, C)
+
+    def _pooled(self, pool: str, h: Tensor, lengths: Tensor, h_n: Tensor) -> Tensor:
+        """(B, D*H): one pool of the padded top-layer states h (B, T, D*H)."""
+        if pool == "last":
+            return torch.cat(list(h_n[-self.directions :]), dim=-1)  # h_T of each direction
+        if pool == "mean":
+            return h.sum(dim=1) / lengths.to(h)[:, None]  # pads are 0 in h
+        steps = torch.arange(h.shape[1])[None, :] < lengths[:, None]  # (B, T)
+        mask = steps.to(h.device)[..., None]  # (B, T, 1)
+        return h.masked_fill(~mask, float("-inf")).amax(dim=1)  # max over the word's steps
 
 
 def build_model(config: LangidConfig, meta: dict) -> WordClassifier:
@@ -351,7 +357,8 @@ EXPERIMENT = Experiment(
     collate=collate,
     predict=RunCommand("predict", "the likeliest languages of each word", PredictOptions, predict),
     evaluate_fields=("data_dir",),
-    legacy_defaults=dict(ngrams=1, ngram_dropout=0.0),  # runs from before --ngrams
+    # what runs from before --ngrams, --ngram-min-count and --pool did
+    legacy_defaults=dict(ngrams=1, ngram_dropout=0.0, ngram_min_count=2, pool="last+max+mean"),
     baselines=baselines,
     test_metrics=test_metrics,
 )

@@ -70,7 +70,9 @@ class TrainConfig:
         check_range("momentum", self.momentum, 0.0)
         check_range("weight_decay", self.weight_decay, 0.0)
         check_range("grad_clip", self.grad_clip, 0.0)
-        check_range("label_smoothing", self.label_smoothing, 0.0, 1.0)
+        check_range("label_smoothing", self.label_smoothing, 0.0)
+        if not self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be < 1, got {self.label_smoothing}")
         check_range("warmup", self.warmup, 0)
         if self.warmup and self.schedule == "onecycle":
             raise ValueError("--warmup does not combine with --schedule onecycle, which warms up")

@@ -45,6 +45,7 @@ __all__ = [
     "RunFolderBusyError",
     "RunRecord",
     "choose_run_dir",
+    "fill_added_later",
     "run_lock",
     "settings_diff",
 ]
@@ -99,8 +100,6 @@ class RunRecord:
         try:
             values = json.loads(path.read_text(encoding="utf-8"))
             values["where_fields"] = tuple(values.get("where_fields", ()))
-            if isinstance(values.get("train"), dict):
-                values["train"] = ADDED_LATER | values["train"]
             record = cls(**values)
         except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as e:
             raise ValueError(f"{path} is not a run record ({type(e).__name__}: {e})") from e
@@ -127,12 +126,25 @@ def settings_diff(old, new, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
 
+def fill_added_later(settings: dict, config_added_later: dict | None = None) -> dict:
+    """A saved run's settings (`RunRecord.settings()`) with the options added since it was
+    written set to what they meant then: the training ones (ADDED_LATER) and the experiment's
+    (`config_added_later`), so that an old run compares equal to the same run today."""
+    train, config = settings.get("train", {}), settings.get("config", {})
+    return settings | {"train": ADDED_LATER | train, "config": (config_added_later or {}) | config}
+
+
 def choose_run_dir(
-    out_dir: str | os.PathLike, name: str, record: RunRecord, explicit: bool
+    out_dir: str | os.PathLike,
+    name: str,
+    record: RunRecord,
+    explicit: bool,
+    config_added_later: dict | None = None,
 ) -> Path:
     """The folder for a run with `record`'s settings: out_dir/name if it is free or holds the
-    same run; else, for a default name, the first of name-2, name-3, ... that is; an explicit
-    name holding another run is refused, naming what differs. Nothing is ever overwritten."""
+    same run (`fill_added_later`); else, for a default name, the first of name-2, name-3, ...
+    that is; an explicit name holding another run is refused, naming what differs. Nothing is
+    ever overwritten."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"--out-dir {out_dir} is a file, expected a folder for the runs")
@@ -153,7 +165,8 @@ def choose_run_dir(
                     "pass another --name, or empty the folder"
                 )
             continue
-        changed = settings_diff(RunRecord.read(run_dir).settings(), record.settings())
+        saved = fill_added_later(RunRecord.read(run_dir).settings(), config_added_later)
+        changed = settings_diff(saved, record.settings())
         if not changed:
             return run_dir
         if explicit:
