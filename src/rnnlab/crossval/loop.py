@@ -42,7 +42,6 @@ from rnnlab.train import (
     settings_diff,
 )
 from rnnlab.train.checkpoint import content_digest
-from rnnlab.train.config import ADDED_LATER
 from rnnlab.train.distributed import in_process_group, launch_rank_and_world, use_local_gpu
 from rnnlab.train.run_dir import fill_added_later
 
@@ -365,8 +364,7 @@ def _check_plan(run_dir: Path, plan: dict, config_added_later: dict | None) -> N
     """Write run_dir/cv_plan.json, or check that the one there describes the same folds."""
     path = run_dir / PLAN_FILE
     if path.is_file():
-        saved = json.loads(path.read_text())
-        saved["train"] = ADDED_LATER | saved.get("train", {})
+        saved = fill_added_later(json.loads(path.read_text()))
         if saved.get("run"):
             saved["run"] = fill_added_later(saved["run"], config_added_later)
         changed = settings_diff(saved, plan)

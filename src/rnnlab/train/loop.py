@@ -238,12 +238,12 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     sparse gradients: one pass over each tensor instead of one per operation, the same
     equations rounded in another order. A checkpoint's optimiser state brings its own setting
     back, so a run saved before keeps its kernel when resumed."""
-    params, lr, wd = list(model.parameters()), config.lr, config.weight_decay
+    params = list(model.parameters())
     sparse = any(getattr(module, "sparse", False) for module in model.modules())
     fused = not sparse and all(
         p.device.type in FUSED_DEVICES and p.is_floating_point() for p in params
     )
-    options = dict(lr=lr, weight_decay=wd, fused=fused or None)
+    options = dict(lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, momentum=config.momentum, **options)
     if config.optimizer == "adam":

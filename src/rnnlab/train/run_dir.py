@@ -127,11 +127,16 @@ def settings_diff(old, new, prefix: str = "") -> list[str]:
 
 
 def fill_added_later(settings: dict, config_added_later: dict | None = None) -> dict:
-    """A saved run's settings (`RunRecord.settings()`) with the options added since it was
-    written set to what they meant then: the training ones (ADDED_LATER) and the experiment's
-    (`config_added_later`), so that an old run compares equal to the same run today."""
-    train, config = settings.get("train", {}), settings.get("config", {})
-    return settings | {"train": ADDED_LATER | train, "config": (config_added_later or {}) | config}
+    """A saved run's settings (`RunRecord.settings()`, or a cv plan) with the options added
+    since it was written set to what they meant then: the training ones (ADDED_LATER) and
+    the experiment's (`config_added_later`), so that an old run compares equal to the same
+    run today."""
+    filled = dict(settings)
+    if "train" in settings:
+        filled["train"] = ADDED_LATER | settings["train"]
+    if "config" in settings:
+        filled["config"] = (config_added_later or {}) | settings["config"]
+    return filled
 
 
 def choose_run_dir(
