@@ -11,6 +11,7 @@ import random
 from pathlib import Path
 
 import msgpack
+import numpy as np
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_sequence
@@ -178,6 +179,21 @@ def test_the_ngram_baseline_tells_the_made_up_languages_apart(lists):
     assert min(scores.values()) > 0.9  # neighbouring languages share one of their 3 letters
 
 
+def test_the_paired_comparison_counts_the_words_one_method_alone_gets_right():
+    truth = np.zeros(14, dtype=int)
+    # words 0-8: the RNN alone right; 9: the baseline alone; 10: both; 11-13: neither
+    rnn = np.array([0] * 9 + [1] + [0] + [1, 1, 1])
+    baseline = np.array([1] * 9 + [0] + [0] + [1, 2, 2])
+    got = langid.versus_baseline(truth, rnn, baseline)
+    assert got["test_right_rnn_only"] == 9 and got["test_right_baseline_only"] == 1
+    # two-sided exact binomial at 1/2: 2 P(X <= 1), X ~ B(10, 1/2)
+    assert got["test_mcnemar_p"] == pytest.approx(2 * (1 + 10) / 2**10)
+    swapped = langid.versus_baseline(truth, baseline, rnn)
+    assert swapped["test_mcnemar_p"] == pytest.approx(got["test_mcnemar_p"])  # two-sided
+    level = langid.versus_baseline(truth, rnn, rnn)  # no word splits them
+    assert (level["test_right_rnn_only"], level["test_mcnemar_p"]) == (0, 1.0)
+
+
 def test_train_evaluate_predict_and_stratified_cv(lists, tmp_path, capsys):
     out = str(tmp_path / "runs")
     args = ["langid", "--data-dir", str(lists), *TINY, "--epochs", "4", "--lr", "0.03"]
@@ -186,8 +202,12 @@ def test_train_evaluate_predict_and_stratified_cv(lists, tmp_path, capsys):
     test = json.loads((run / "test.json").read_text())
     assert set(test["test_acc_per_language"]) == set(LANGUAGES)
     assert 0.3 < test["test_acc"] <= 1.0 and 0 < test["test_macro_f1"] <= 1
-    baselines = json.loads((run / "baselines.json").read_text())
-    assert baselines["char 1-4-gram tf-idf + linear SVM"]["test_acc"] > 0.9
+    baseline = json.loads((run / "baselines.json").read_text())[langid.BASELINE]
+    assert baseline["test_acc"] > 0.9
+    # the paired counts are the two accuracies' difference, word by word, on the same words
+    gap = test["test_right_rnn_only"] - test["test_right_baseline_only"]
+    assert gap == round((test["test_acc"] - baseline["test_acc"]) * test["count"])
+    assert 0 <= test["test_mcnemar_p"] <= 1
     capsys.readouterr()
     assert main(["predict", str(run), "--text", "Abc ghi xyzÿ"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
