@@ -14,6 +14,7 @@ import msgpack
 import numpy as np
 import pytest
 import torch
+from scipy.stats import binomtest
 from torch.nn.utils.rnn import pack_sequence
 
 from rnnlab.cli import main
@@ -207,7 +208,9 @@ def test_train_evaluate_predict_and_stratified_cv(lists, tmp_path, capsys):
     # the paired counts are the two accuracies' difference, word by word, on the same words
     gap = test["test_right_rnn_only"] - test["test_right_baseline_only"]
     assert gap == round((test["test_acc"] - baseline["test_acc"]) * test["count"])
-    assert 0 <= test["test_mcnemar_p"] <= 1
+    discordant = test["test_right_rnn_only"] + test["test_right_baseline_only"]
+    exact = binomtest(test["test_right_rnn_only"], discordant).pvalue if discordant else 1.0
+    assert test["test_mcnemar_p"] == pytest.approx(exact)
     capsys.readouterr()
     assert main(["predict", str(run), "--text", "Abc ghi xyzÿ"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
