@@ -298,8 +298,8 @@ def classify(model: nn.Module, words: list[str], meta: dict, batch: int = 1000) 
 
 def test_metrics(config: LangidConfig, data: Data, model: nn.Module, scored: EvalResult) -> dict:
     """Macro-F1, each language's accuracy (its recall) and the paired comparison with the
-    baseline (`versus_baseline`, fitted afresh; not under --dry-run, whose EvalResult covers
-    only two batches) on the whole test split."""
+    baseline (`versus_baseline`, the baseline fitted afresh) on the whole test split; the
+    comparison only when the loop scored the whole split too (not a --dry-run's two batches)."""
     truth = data.test.labels
     predicted = classify(model, list(data.test.words), data.meta).argmax(dim=-1).numpy()
     labels = list(range(len(data.class_names)))
@@ -317,7 +317,9 @@ def test_metrics(config: LangidConfig, data: Data, model: nn.Module, scored: Eva
     return metrics
 
 
-def versus_baseline(truth: np.ndarray, rnn_predicted: np.ndarray, baseline_predicted) -> dict:
+def versus_baseline(
+    truth: np.ndarray, rnn_predicted: np.ndarray, baseline_predicted: np.ndarray
+) -> dict:
     """The words only the RNN gets right, those only the baseline gets right, and McNemar's
     exact test on them: the chance of a split at least that uneven if both methods had the
     same error rate on words drawn like these (two-sided binomial test of the discordant
