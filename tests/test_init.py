@@ -1,5 +1,6 @@
-"""rnnlab.init: identity_ (IRNN) and orthogonal_ set every recurrent weight W_hh, on rnnlab's
-modules and torch's alike, and leave everything else alone."""
+"""rnnlab.init: identity_ (IRNN) and orthogonal_ set each gate block of every recurrent weight
+W_hh, forget_bias_ an LSTM's forget-gate biases, on rnnlab's modules and torch's alike (Elman
+RNN, GRU, LSTM, cells and stacks), and leave everything else alone."""
 
 from __future__ import annotations
 
@@ -16,7 +17,19 @@ MODULES = {
     "torch_rnn": lambda: nn.RNN(I, H, 2, bidirectional=True),
     "torch_cell": lambda: nn.RNNCell(I, H),
     "nested": lambda: nn.Sequential(nn.Linear(I, I), rnnlab.RNN(I, H, 3)),
+    "rnnlab_gru": lambda: rnnlab.GRU(I, H, 2, bidirectional=True),
+    "rnnlab_lstm": lambda: rnnlab.LSTM(I, H, 2, bidirectional=True),
+    "rnnlab_lstm_cell": lambda: rnnlab.LSTMCell(I, H),
+    "torch_gru": lambda: nn.GRU(I, H, 2),
+    "torch_lstm": lambda: nn.LSTM(I, H, 2),
+    "torch_gru_cell": lambda: nn.GRUCell(I, H),
+    "nested_lstm": lambda: nn.Sequential(nn.Linear(I, I), rnnlab.LSTM(I, H, 2)),
 }
+
+
+def blocks(w):
+    """The gate blocks of a stacked recurrent weight: (G*H, H) -> G of (H, H)."""
+    return w.split(H)
 
 
 def recurrent(module):
@@ -40,7 +53,8 @@ def test_identity_sets_every_weight_hh_to_gain_times_identity(make, gain):
     weights = recurrent(module)
     assert weights
     for name, w in weights.items():
-        torch.testing.assert_close(w, gain * torch.eye(*w.shape), atol=0, rtol=0, msg=name)
+        for block in blocks(w):
+            torch.testing.assert_close(block, gain * torch.eye(H), atol=0, rtol=0, msg=name)
     for name, p in module.named_parameters():
         if name in untouched:
             assert torch.equal(p, untouched[name]), f"{name} changed"
@@ -80,20 +94,19 @@ def test_identity_relu_rnn_carries_its_state_without_input(impl):
 
 
 @pytest.mark.parametrize("gain", (1.0, 2.0))
-@pytest.mark.parametrize(
-    "make", [MODULES[k] for k in ("rnnlab_rnn", "rnnlab_cell", "torch_rnn", "torch_cell", "nested")]
-)
-def test_orthogonal_makes_weight_hh_orthogonal(make, gain):
+@pytest.mark.parametrize("make", MODULES.values(), ids=MODULES.keys())
+def test_orthogonal_makes_each_gate_block_of_weight_hh_orthogonal(make, gain):
     module = make().double()
     untouched = others(module)
     assert rnnlab.init.orthogonal_(module, gain=gain) is module
     weights = recurrent(module)
     assert weights
-    for name, w in weights.items():
-        eye = torch.eye(H, dtype=torch.float64)
-        torch.testing.assert_close(w @ w.T, gain**2 * eye, atol=1e-10, rtol=0, msg=name)
-        torch.testing.assert_close(w.T @ w, gain**2 * eye, atol=1e-10, rtol=0, msg=name)
-        assert not torch.allclose(w, gain * eye)  # orthogonal, but not the trivial one
+    eye = torch.eye(H, dtype=torch.float64)
+    for name, weight in weights.items():
+        for w in blocks(weight):
+            torch.testing.assert_close(w @ w.T, gain**2 * eye, atol=1e-10, rtol=0, msg=name)
+            torch.testing.assert_close(w.T @ w, gain**2 * eye, atol=1e-10, rtol=0, msg=name)
+            assert not torch.allclose(w, gain * eye)  # orthogonal, but not the trivial one
     for name, p in module.named_parameters():
         if name in untouched:
             assert torch.equal(p, untouched[name]), f"{name} changed"
@@ -118,3 +131,63 @@ def test_initialisers_refuse_module_without_weight_hh(initialiser, module):
         initialiser(module)
     for p, q in zip(module.parameters(), before, strict=True):
         assert torch.equal(p, q)
+
+
+def test_orthogonal_draws_each_gate_block_apart():
+    lstm = rnnlab.LSTM(I, H, dtype=torch.float64)
+    rnnlab.init.orthogonal_(lstm)
+    i, f, g, o = blocks(lstm.weight_hh_l0)
+    assert not torch.allclose(i, f) and not torch.allclose(g, o)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rnnlab.LSTM(I, H, 2, bidirectional=True),
+        lambda: nn.LSTM(I, H),
+        lambda: rnnlab.LSTMCell(I, H),
+        lambda: nn.Sequential(nn.Linear(I, I), rnnlab.LSTM(I, H, 2)),
+        lambda: rnnlab.LSTM(I, H, proj_size=2),
+    ],
+    ids=("rnnlab_lstm", "torch_lstm", "rnnlab_lstm_cell", "nested", "projected"),
+)
+def test_forget_bias_sets_b_if_plus_b_hf_and_nothing_else(make):
+    module = make()
+    before = {n: p.detach().clone() for n, p in module.named_parameters()}
+    assert rnnlab.init.forget_bias_(module, 1.5) is module
+    found = 0
+    for name, p in module.named_parameters():
+        leaf = name.split(".")[-1]
+        if leaf.startswith(("bias_ih", "bias_hh")):
+            i, f, g, o = p.split(H)
+            assert torch.equal(f, torch.full((H,), 1.5 if leaf.startswith("bias_ih") else 0.0))
+            for old, new in zip(before[name].split(H), (i, f, g, o), strict=True):
+                if new is not f:
+                    assert torch.equal(old, new)
+            found += 1
+        else:
+            assert torch.equal(p, before[name]), f"{name} changed"
+    assert found >= 2
+
+
+def test_forget_bias_sets_what_the_cell_keeps_each_step():
+    """With every other weight and bias zero, g = tanh(0) = 0 and f = sigmoid(b_if + b_hf):
+    the cell state shrinks by exactly that factor each step."""
+    lstm = rnnlab.LSTM(I, H, dtype=torch.float64)
+    with torch.no_grad():
+        for p in lstm.parameters():
+            p.zero_()
+    rnnlab.init.forget_bias_(lstm, 3.0)
+    c0 = torch.rand(1, 1, H, dtype=torch.float64)
+    x = torch.randn(T, 1, I, dtype=torch.float64)
+    _, (_, c_n) = lstm(x, (torch.zeros(1, 1, H, dtype=torch.float64), c0))
+    kept = torch.sigmoid(torch.tensor(3.0, dtype=torch.float64)) ** T
+    torch.testing.assert_close(c_n, kept * c0, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "module", [rnnlab.RNN(I, H), rnnlab.GRU(I, H), nn.Linear(I, H)], ids=("rnn", "gru", "linear")
+)
+def test_forget_bias_refuses_a_module_without_lstm_biases(module):
+    with pytest.raises(ValueError, match="LSTM"):
+        rnnlab.init.forget_bias_(module)

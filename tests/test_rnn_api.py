@@ -1,6 +1,6 @@
-"""rnnlab.RNN as a drop-in for torch.nn.RNN: constructor, checks and errors, parameters and
-their initialisation, dropout, module plumbing (dtype, copies, serialisation, repr), and the
-promise that the fused path never calls torch's own RNN kernels."""
+"""rnnlab.RNN, GRU and LSTM as drop-ins for torch.nn's: constructor, checks and errors,
+parameters and their initialisation, dropout, module plumbing (dtype, copies, serialisation,
+repr), and the promise that neither path ever calls torch's own recurrent kernels."""
 
 from __future__ import annotations
 
@@ -18,22 +18,30 @@ from torch.overrides import TorchFunctionMode
 
 import rnnlab
 from rnn_equivalence import (
+    CELLS,
     IMPLS,
     LENGTHS,
     TOLERANCE,
     B,
     H,
     I,
+    P,
     T,
+    as_tuple,
     assert_gradients_flow,
     assert_same,
+    initial_state,
+    native_torch,
+    pair,
     random_input,
-    rnn_pair,
     run_rnn,
 )
 
 # (num_layers, bidirectional, bias) covering every parameter-naming case.
 LAYOUTS = [(1, False, True), (2, True, True), (3, True, False), (2, False, False)]
+# The three modules, each beside torch's: their names, as pytest ids.
+MODULES = {"RNN": (torch.nn.RNN, rnnlab.RNN), "GRU": (torch.nn.GRU, rnnlab.GRU),
+           "LSTM": (torch.nn.LSTM, rnnlab.LSTM)}  # fmt: skip
 
 
 def outcome(make):
@@ -50,28 +58,38 @@ def outcome(make):
 # ---------------------------------------------------------------- constructor and its checks
 
 
-def test_rnn_signature_matches_torch():
-    (torch_init, _) = typing.get_overloads(torch.nn.RNN.__init__)
+@pytest.mark.parametrize("name", MODULES)
+def test_rnn_signature_matches_torch(name):
+    theirs_cls, ours_cls = MODULES[name]
+    (torch_init, _) = typing.get_overloads(theirs_cls.__init__)
     theirs = list(inspect.signature(torch_init).parameters.values())
-    ours = list(inspect.signature(rnnlab.RNN.__init__).parameters.values())
+    ours = list(inspect.signature(ours_cls.__init__).parameters.values())
     assert [(p.name, p.default, p.kind) for p in ours[: len(theirs)]] == [
         (p.name, p.default, p.kind) for p in theirs
     ]
-    extra = ours[len(theirs) :]
-    assert [(p.name, p.default, p.kind) for p in extra] == [
-        ("impl", "fused", inspect.Parameter.KEYWORD_ONLY),
-        ("proj_size", None, inspect.Parameter.KEYWORD_ONLY),  # refused, as torch refuses it
-    ]
+    extra = [(p.name, p.default, p.kind) for p in ours[len(theirs) :]]
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    assert extra[0] == ("impl", "fused", keyword)
+    if name != "LSTM":  # refused, as torch refuses it
+        assert extra[1:] == [("proj_size", None, keyword)]
 
 
-def test_rnn_positional_arguments_in_torch_order():
-    args = (I, H, 2, "relu", False, True, 0.25, True)
-    theirs, ours = torch.nn.RNN(*args), rnnlab.RNN(*args)
-    for name in (
+POSITIONAL = {  # torch's order: the flags after the sizes and the layers
+    "RNN": (I, H, 2, "relu", False, True, 0.25, True),
+    "GRU": (I, H, 2, False, True, 0.25, True),
+    "LSTM": (I, H, 2, False, True, 0.25, True, 2),
+}
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_rnn_positional_arguments_in_torch_order(name):
+    theirs_cls, ours_cls = MODULES[name]
+    args = POSITIONAL[name]
+    theirs, ours = theirs_cls(*args), ours_cls(*args)
+    for attribute in (
         "input_size",
         "hidden_size",
         "num_layers",
-        "nonlinearity",
         "bias",
         "batch_first",
         "dropout",
@@ -79,32 +97,40 @@ def test_rnn_positional_arguments_in_torch_order():
         "mode",
         "proj_size",
     ):
-        assert getattr(ours, name) == getattr(theirs, name), name
-    assert ours.nonlinearity == "relu" and ours.dropout == 0.25 and ours.batch_first
+        assert getattr(ours, attribute) == getattr(theirs, attribute), attribute
+    assert ours.dropout == 0.25 and ours.batch_first and not ours.bias
+    if name == "RNN":
+        assert ours.nonlinearity == theirs.nonlinearity == "relu"
+    if name == "LSTM":
+        assert ours.proj_size == 2
 
 
-def test_rnn_device_and_dtype_arguments_like_torch():
-    # torch.nn.RNN's documented signature has device and dtype at positions 9 and 10, but its
-    # *args plumbing hands position 9 to RNNBase's proj_size, so torch only takes them by
-    # keyword; rnnlab takes them either way.
-    theirs = torch.nn.RNN(
-        I, H, 2, "tanh", True, False, 0.0, True, device="cpu", dtype=torch.float64
-    )
-    ours = rnnlab.RNN(I, H, 2, "tanh", True, False, 0.0, True, "cpu", torch.float64)
-    for (name, p), (torch_name, q) in zip(
+@pytest.mark.parametrize("name", MODULES)
+def test_rnn_device_and_dtype_arguments_like_torch(name):
+    # torch's documented signatures have device and dtype after the flags, but its *args
+    # plumbing hands that position to RNNBase's proj_size, so torch only takes them by
+    # keyword; rnnlab takes them either way (the LSTM's proj_size comes first, as torch's).
+    theirs_cls, ours_cls = MODULES[name]
+    flags = {"RNN": ("tanh", True, False, 0.0, True), "LSTM": (True, False, 0.0, True, 0)}
+    args = (I, H, 2, *flags.get(name, (True, False, 0.0, True)))
+    theirs = theirs_cls(*args, device="cpu", dtype=torch.float64)
+    ours = ours_cls(*args, "cpu", torch.float64)
+    for (p_name, p), (torch_name, q) in zip(
         ours.named_parameters(), theirs.named_parameters(), strict=True
     ):
-        assert name == torch_name
+        assert p_name == torch_name
         assert (p.dtype, p.device) == (q.dtype, q.device) == (torch.float64, torch.device("cpu"))
 
 
-def test_rnn_impl_is_keyword_only_and_checked():
-    assert rnnlab.RNN(I, H).impl == "fused"
-    assert rnnlab.RNN(I, H, impl="reference").impl == "reference"
+@pytest.mark.parametrize("name", MODULES)
+def test_rnn_impl_is_keyword_only_and_checked(name):
+    _, ours_cls = MODULES[name]
+    assert ours_cls(I, H).impl == "fused"
+    assert ours_cls(I, H, impl="reference").impl == "reference"
     with pytest.raises(TypeError):
-        rnnlab.RNN(I, H, 1, "tanh", True, False, 0.0, False, None, None, "reference")
+        ours_cls(I, H, 1, True, False, 0.0, False, None, None, "reference", "extra")
     with pytest.raises(ValueError, match="impl"):
-        rnnlab.RNN(I, H, impl="cudnn")
+        ours_cls(I, H, impl="cudnn")
 
 
 BAD_ARGUMENTS = {
@@ -128,38 +154,51 @@ BAD_ARGUMENTS = {
     "unknown_keyword": dict(nonsense=1),
     "proj_size": dict(proj_size=2),
     "proj_size_zero": dict(proj_size=0),
+    "proj_size_negative": dict(proj_size=-1),
+    "proj_size_as_large_as_hidden": dict(proj_size=H),
     # Two bad arguments at once: the one torch checks first wins.
     "nonlinearity_and_dropout": dict(nonlinearity="sigmoid", dropout=2.0),
     "dropout_and_bias": dict(dropout=2.0, bias="yes"),
     "bias_and_input_size": dict(bias=None, input_size=0),
+    "num_layers_and_proj_size": dict(num_layers=0, proj_size=H + 1),
 }
 
 
-@pytest.mark.parametrize("overrides", BAD_ARGUMENTS.values(), ids=BAD_ARGUMENTS.keys())
-def test_rnn_rejects_bad_arguments_like_torch(overrides):
-    kwargs = dict(input_size=I, hidden_size=H, num_layers=2) | overrides
-    want = outcome(lambda: torch.nn.RNN(**kwargs))
-    got = outcome(lambda: rnnlab.RNN(**kwargs))
-    assert want[0] != "ok", "the case must be an error for torch"
-    assert got[0] is want[0]
-    if "nonsense" not in overrides:  # that message names the class: RNNBase.__init__() ...
+@pytest.mark.parametrize("case", BAD_ARGUMENTS)
+@pytest.mark.parametrize("name", MODULES)
+def test_rnn_rejects_bad_arguments_like_torch(name, case):
+    theirs_cls, ours_cls = MODULES[name]
+    kwargs = dict(input_size=I, hidden_size=H, num_layers=2) | BAD_ARGUMENTS[case]
+    want = outcome(lambda: theirs_cls(**kwargs))
+    got = outcome(lambda: ours_cls(**kwargs))
+    if want[0] == "ok":  # a projection is an LSTM's right
+        assert got == want
+    else:
+        assert got[0] is want[0]
+    # An unknown keyword's message names the class (RNNBase.__init__() got ...); GRU and
+    # LSTM take no nonlinearity.
+    if "nonsense" not in kwargs and not ("nonlinearity" in kwargs and name != "RNN"):
         assert got[1] == want[1]
 
 
-def test_rnn_dropout_with_one_layer_warns_like_torch():
+@pytest.mark.parametrize("name", MODULES)
+def test_rnn_dropout_with_one_layer_warns_like_torch(name):
+    theirs_cls, ours_cls = MODULES[name]
     with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
-        torch.nn.RNN(I, H, dropout=0.5)
+        theirs_cls(I, H, dropout=0.5)
     with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
-        rnnlab.RNN(I, H, dropout=0.5)
-    assert outcome(lambda: rnnlab.RNN(I, H, dropout=0.5)) == outcome(
-        lambda: torch.nn.RNN(I, H, dropout=0.5)
+        ours_cls(I, H, dropout=0.5)
+    assert outcome(lambda: ours_cls(I, H, dropout=0.5)) == outcome(
+        lambda: theirs_cls(I, H, dropout=0.5)
     )
 
 
 @pytest.mark.parametrize("kwargs", [dict(num_layers=2, dropout=0.5), dict(dropout=0.0)])
-def test_rnn_warns_only_when_torch_does(kwargs):
-    assert outcome(lambda: rnnlab.RNN(I, H, **kwargs)) == ("ok", [])
-    assert outcome(lambda: torch.nn.RNN(I, H, **kwargs)) == ("ok", [])
+@pytest.mark.parametrize("name", MODULES)
+def test_rnn_warns_only_when_torch_does(name, kwargs):
+    theirs_cls, ours_cls = MODULES[name]
+    assert outcome(lambda: ours_cls(I, H, **kwargs)) == ("ok", [])
+    assert outcome(lambda: theirs_cls(I, H, **kwargs)) == ("ok", [])
 
 
 # ----------------------------------------------------------------------- forward's checks
@@ -169,57 +208,138 @@ def packed(x, lengths=LENGTHS):
     return pack_padded_sequence(x, torch.tensor(lengths), enforce_sorted=False)
 
 
-# Wrong calls of a bidirectional 2-layer RNN(I, H), each as () -> (input, hx).
+def states(name: str, *shape, dtype=torch.float32, c_shape=None):
+    """An hx of `shape` for module `name`: a tensor, or for an LSTM a tuple (h, c), c of
+    `c_shape` (default: `shape`)."""
+    h = (
+        torch.randn(*shape, dtype=dtype)
+        if dtype.is_floating_point
+        else torch.zeros(*shape, dtype=dtype)
+    )
+    if name != "LSTM":
+        return h
+    return h, torch.randn(*(c_shape or shape))
+
+
+# Wrong calls of a bidirectional 2-layer module(I, H), each as (module name) -> (input, hx).
 BAD_CALLS = {
-    "input_4d": lambda: (torch.randn(T, B, I, 1), None),
-    "input_1d": lambda: (torch.randn(I), None),
-    "input_wrong_features": lambda: (torch.randn(T, B, I + 1), None),
-    "input_float64": lambda: (torch.randn(T, B, I, dtype=torch.float64), None),
-    "input_int64": lambda: (torch.ones(T, B, I, dtype=torch.int64), None),
-    "unbatched_input_wrong_features": lambda: (torch.randn(T, I + 2), None),
-    "hx_wrong_batch": lambda: (torch.randn(T, B, I), torch.randn(4, B + 1, H)),
-    "hx_wrong_hidden": lambda: (torch.randn(T, B, I), torch.randn(4, B, H + 1)),
-    "hx_wrong_layers": lambda: (torch.randn(T, B, I), torch.randn(2, B, H)),
-    "hx_2d_for_batched": lambda: (torch.randn(T, B, I), torch.randn(4, H)),
-    "hx_3d_for_unbatched": lambda: (torch.randn(T, I), torch.randn(4, 1, H)),
-    "hx_wrong_hidden_unbatched": lambda: (torch.randn(T, I), torch.randn(4, H + 1)),
-    "hx_float64": lambda: (torch.randn(T, B, I), torch.randn(4, B, H, dtype=torch.float64)),
-    "packed_wrong_features": lambda: (packed(torch.randn(T, B, I + 1)), None),
-    "packed_float64": lambda: (packed(torch.randn(T, B, I, dtype=torch.float64)), None),
-    "packed_hx_wrong_hidden": lambda: (packed(torch.randn(T, B, I)), torch.randn(4, B, H + 1)),
-    "packed_hx_2d": lambda: (packed(torch.randn(T, B, I)), torch.randn(4, H)),
-    "empty_sequence": lambda: (torch.randn(0, B, I), None),
+    "input_4d": lambda name: (torch.randn(T, B, I, 1), None),
+    "input_1d": lambda name: (torch.randn(I), None),
+    "input_wrong_features": lambda name: (torch.randn(T, B, I + 1), None),
+    "input_float64": lambda name: (torch.randn(T, B, I, dtype=torch.float64), None),
+    "input_int64": lambda name: (torch.ones(T, B, I, dtype=torch.int64), None),
+    "unbatched_input_wrong_features": lambda name: (torch.randn(T, I + 2), None),
+    "hx_wrong_batch": lambda name: (torch.randn(T, B, I), states(name, 4, B + 1, H)),
+    "hx_wrong_hidden": lambda name: (torch.randn(T, B, I), states(name, 4, B, H + 1)),
+    "hx_wrong_layers": lambda name: (torch.randn(T, B, I), states(name, 2, B, H)),
+    "hx_2d_for_batched": lambda name: (torch.randn(T, B, I), states(name, 4, H)),
+    "hx_3d_for_unbatched": lambda name: (torch.randn(T, I), states(name, 4, 1, H)),
+    "hx_wrong_hidden_unbatched": lambda name: (torch.randn(T, I), states(name, 4, H + 1)),
+    "hx_float64": lambda name: (torch.randn(T, B, I), states(name, 4, B, H, dtype=torch.float64)),
+    "hx_int64": lambda name: (torch.randn(T, B, I), states(name, 4, B, H, dtype=torch.int64)),
+    "packed_wrong_features": lambda name: (packed(torch.randn(T, B, I + 1)), None),
+    "packed_float64": lambda name: (packed(torch.randn(T, B, I, dtype=torch.float64)), None),
+    "packed_hx_wrong_hidden": lambda name: (
+        packed(torch.randn(T, B, I)),
+        states(name, 4, B, H + 1),
+    ),
+    "packed_hx_2d": lambda name: (packed(torch.randn(T, B, I)), states(name, 4, H)),
+    "packed_hx_float64": lambda name: (
+        packed(torch.randn(T, B, I)),
+        states(name, 4, B, H, dtype=torch.float64),
+    ),
+    "empty_sequence": lambda name: (torch.randn(0, B, I), None),
+    # an LSTM's hx: a tensor instead of (h, c), a wrong c, three states, one state
+    "lstm_hx_tensor": lambda name: (torch.randn(T, B, I), torch.randn(4, B, H)),
+    "lstm_c_wrong_hidden": lambda name: (
+        torch.randn(T, B, I),
+        states(name, 4, B, H, c_shape=(4, B, H + 1)),
+    ),
+    "lstm_c_2d": lambda name: (torch.randn(T, B, I), states(name, 4, B, H, c_shape=(4, H))),
+    "lstm_three_states": lambda name: (torch.randn(T, B, I), (torch.randn(4, B, H),) * 3),
+    "lstm_one_state": lambda name: (torch.randn(T, B, I), (torch.randn(4, B, H),)),
+}  # fmt: skip
+# Where torch's LSTM leaves the checks of a packed input and its hx to its kernel, which then
+# fails on a detail of its own (a matmul's shapes, an index); rnnlab's LSTM checks them as
+# torch's RNN and GRU do, and says what they say.
+LSTM_PACKED = {
+    "packed_wrong_features": (
+        RuntimeError,
+        "input.size(-1) must be equal to input_size. Expected 3, got 4",
+    ),
+    "packed_float64": (
+        ValueError,
+        "RNN input dtype (torch.float64) does not match weight dtype (torch.float32). Convert "
+        "input: input.to(torch.float32), or convert model: model.to(torch.float64)",
+    ),
+    "packed_hx_wrong_hidden": (RuntimeError, "Expected hidden[0] size (4, 4, 5), got [4, 4, 6]"),
+    "packed_hx_2d": (RuntimeError, "Expected hidden[0] size (4, 4, 5), got [4, 4]"),
 }
 
 
 @pytest.mark.parametrize("impl_name", IMPLS)
-@pytest.mark.parametrize("case", BAD_CALLS)
-def test_rnn_forward_rejects_bad_input_like_torch(case, impl_name):
-    theirs, ours = rnn_pair(I, H, 2, bidirectional=True, impl=impl_name)
-    x, hx = BAD_CALLS[case]()
-    want = outcome(lambda: theirs(x, hx))
+@pytest.mark.parametrize(
+    ("name", "case"),
+    [
+        (name, case)
+        for name in MODULES
+        for case in BAD_CALLS
+        if name == "LSTM" or "lstm" not in case
+    ],
+)
+def test_rnn_forward_rejects_bad_input_like_torch(name, case, impl_name):
+    theirs_cls, ours_cls = MODULES[name]
+    theirs, ours = (
+        theirs_cls(I, H, 2, bidirectional=True),
+        ours_cls(I, H, 2, bidirectional=True, impl=impl_name),
+    )
+    ours.load_state_dict(theirs.state_dict())
+    x, hx = BAD_CALLS[case](name)
+    with native_torch():  # oneDNN's LSTM names its internals in its errors (see native_torch)
+        want = outcome(lambda: theirs(x, hx))
     got = outcome(lambda: ours(x, hx))
     assert want[0] != "ok", "the case must be an error for torch"
-    assert got == want  # same exception type and message
+    if name == "LSTM" and case in LSTM_PACKED:
+        assert got == LSTM_PACKED[case]
+    else:
+        assert got == want  # same exception type and message
 
 
 @pytest.mark.parametrize("bidirectional", (False, True), ids=("uni", "bi"))
-def test_rnn_accepts_empty_batch_like_torch(impl, bidirectional):
-    theirs, ours = rnn_pair(I, H, 2, bidirectional=bidirectional, impl=impl)
+@pytest.mark.parametrize("cell", CELLS)
+def test_rnn_accepts_empty_batch_like_torch(impl, cell, bidirectional):
+    theirs, ours = pair(cell, I, H, 2, bidirectional=bidirectional, impl=impl)
     x = torch.randn(T, 0, I)
-    want_out, want_h = theirs(x)
-    got_out, got_h = ours(x)
+    want_out, want_state = theirs(x)
+    got_out, got_state = ours(x)
     assert got_out.shape == want_out.shape
-    assert got_h.shape == want_h.shape
+    assert [s.shape for s in as_tuple(got_state)] == [s.shape for s in as_tuple(want_state)]
 
 
 # ------------------------------------------------------------- parameters and initialisation
 
 
+def both(name: str, *args, **kwargs):
+    theirs_cls, ours_cls = MODULES[name]
+    return theirs_cls(*args, **kwargs), ours_cls(*args, **kwargs)
+
+
+# (module, proj_size): every parameter-naming case, the LSTM's weight_hr included
+NAMINGS = [("RNN", 0), ("GRU", 0), ("LSTM", 0), ("LSTM", P)]
+NAMING_IDS = ["RNN", "GRU", "LSTM", "LSTM_proj"]
+
+
+def projection(name: str, proj_size: int) -> dict:
+    return {"proj_size": proj_size} if proj_size else {}
+
+
+@pytest.mark.parametrize(("name", "proj_size"), NAMINGS, ids=NAMING_IDS)
 @pytest.mark.parametrize(("num_layers", "bidirectional", "bias"), LAYOUTS)
-def test_rnn_parameters_named_shaped_and_ordered_like_torch(num_layers, bidirectional, bias):
-    theirs = torch.nn.RNN(I, H, num_layers, bias=bias, bidirectional=bidirectional)
-    ours = rnnlab.RNN(I, H, num_layers, bias=bias, bidirectional=bidirectional)
+def test_rnn_parameters_named_shaped_and_ordered_like_torch(
+    name, proj_size, num_layers, bidirectional, bias
+):
+    kwargs = dict(bias=bias, bidirectional=bidirectional, **projection(name, proj_size))
+    theirs, ours = both(name, I, H, num_layers, **kwargs)
     assert [(n, p.shape) for n, p in ours.named_parameters()] == [
         (n, p.shape) for n, p in theirs.named_parameters()
     ]
@@ -228,26 +348,33 @@ def test_rnn_parameters_named_shaped_and_ordered_like_torch(num_layers, bidirect
     assert [[p.shape for p in layer] for layer in ours.all_weights] == [
         [p.shape for p in layer] for layer in theirs.all_weights
     ]
-    assert len(list(ours.parameters())) == (4 if bias else 2) * num_layers * (1 + bidirectional)
+    per_layer = (4 if bias else 2) + (1 if proj_size else 0)
+    assert len(list(ours.parameters())) == per_layer * num_layers * (1 + bidirectional)
     assert not list(ours.buffers())
 
 
+@pytest.mark.parametrize(("name", "proj_size"), NAMINGS, ids=NAMING_IDS)
 @pytest.mark.parametrize(("num_layers", "bidirectional", "bias"), LAYOUTS)
-def test_rnn_initial_parameters_equal_torch_under_same_seed(num_layers, bidirectional, bias):
+def test_rnn_initial_parameters_equal_torch_under_same_seed(
+    name, proj_size, num_layers, bidirectional, bias
+):
+    kwargs = dict(bias=bias, bidirectional=bidirectional, **projection(name, proj_size))
+    theirs_cls, ours_cls = MODULES[name]
     torch.manual_seed(7)
-    theirs = torch.nn.RNN(I, H, num_layers, bias=bias, bidirectional=bidirectional)
+    theirs = theirs_cls(I, H, num_layers, **kwargs)
     torch.manual_seed(7)
-    ours = rnnlab.RNN(I, H, num_layers, bias=bias, bidirectional=bidirectional)
-    for (name, p), (_, q) in zip(ours.named_parameters(), theirs.named_parameters(), strict=True):
-        assert torch.equal(p, q), name
+    ours = ours_cls(I, H, num_layers, **kwargs)
+    for (p_name, p), (_, q) in zip(ours.named_parameters(), theirs.named_parameters(), strict=True):
+        assert torch.equal(p, q), p_name
     # ... and the initialisation is not a constant: uniform in [-1/sqrt(H), 1/sqrt(H)].
     everything = torch.cat([p.flatten() for p in ours.parameters()])
     assert everything.abs().max() <= H**-0.5
     assert everything.std() > 0.1
 
 
-def test_rnn_reset_parameters_redraws_like_torch():
-    theirs, ours = rnn_pair(I, H, 2, bidirectional=True)
+@pytest.mark.parametrize("cell", CELLS)
+def test_rnn_reset_parameters_redraws_like_torch(cell):
+    theirs, ours = pair(cell, I, H, 2, bidirectional=True)
     torch.manual_seed(3)
     theirs.reset_parameters()
     torch.manual_seed(3)
@@ -256,10 +383,15 @@ def test_rnn_reset_parameters_redraws_like_torch():
         assert torch.equal(p, q)
 
 
+@pytest.mark.parametrize(("name", "proj_size"), NAMINGS, ids=NAMING_IDS)
 @pytest.mark.parametrize(("num_layers", "bidirectional", "bias"), LAYOUTS)
-def test_rnn_state_dict_moves_both_ways_without_renaming(num_layers, bidirectional, bias):
-    kwargs = dict(num_layers=num_layers, bias=bias, bidirectional=bidirectional)
-    theirs, ours = torch.nn.RNN(I, H, **kwargs), rnnlab.RNN(I, H, **kwargs)
+def test_rnn_state_dict_moves_both_ways_without_renaming(
+    name, proj_size, num_layers, bidirectional, bias
+):
+    kwargs = dict(
+        num_layers=num_layers, bias=bias, bidirectional=bidirectional, **projection(name, proj_size)
+    )
+    theirs, ours = both(name, I, H, **kwargs)
     ours.load_state_dict(theirs.state_dict(), strict=True)
     for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):
         assert torch.equal(p, q)
@@ -277,7 +409,10 @@ def test_rnn_has_torch_attributes():
     ours, theirs = rnnlab.RNN(I, H, 2, "relu"), torch.nn.RNN(I, H, 2, "relu")
     assert ours.mode == theirs.mode == "RNN_RELU"
     assert rnnlab.RNN(I, H).mode == "RNN_TANH"
+    assert rnnlab.GRU(I, H).mode == torch.nn.GRU(I, H).mode == "GRU"
+    assert rnnlab.LSTM(I, H).mode == torch.nn.LSTM(I, H).mode == "LSTM"
     assert ours.proj_size == theirs.proj_size == 0
+    assert rnnlab.LSTM(I, H, proj_size=P).proj_size == P
     assert isinstance(ours.dropout, float)
     assert ours.flatten_parameters() is None
     assert all(p is q for p, q in zip(ours._flat_weights, ours.parameters(), strict=True))
@@ -286,12 +421,13 @@ def test_rnn_has_torch_attributes():
 # ---------------------------------------------------------------------------------- dropout
 
 
-def test_rnn_with_dropout_in_eval_mode_matches_torch(impl):
-    theirs, ours = rnn_pair(
-        I, H, 3, dropout=0.5, bidirectional=True, dtype=torch.float64, impl=impl
+@pytest.mark.parametrize("cell", CELLS)
+def test_rnn_with_dropout_in_eval_mode_matches_torch(impl, cell):
+    theirs, ours = pair(
+        cell, I, H, 3, dropout=0.5, bidirectional=True, dtype=torch.float64, impl=impl
     )
     theirs.eval(), ours.eval()
-    x, h0 = random_input(False, torch.float64), torch.randn(6, B, H, dtype=torch.float64)
+    x, h0 = random_input(False, torch.float64), initial_state(ours, B)
     for lengths in (None, LENGTHS):
         expected = run_rnn(theirs, x, h0, lengths)
         actual = run_rnn(ours, x, h0, lengths)
@@ -299,15 +435,17 @@ def test_rnn_with_dropout_in_eval_mode_matches_torch(impl):
         assert_gradients_flow(actual)
 
 
-def test_rnn_with_zero_dropout_in_train_mode_matches_torch(impl):
-    theirs, ours = rnn_pair(I, H, 3, dropout=0.0, dtype=torch.float64, impl=impl)
+@pytest.mark.parametrize("cell", CELLS)
+def test_rnn_with_zero_dropout_in_train_mode_matches_torch(impl, cell):
+    theirs, ours = pair(cell, I, H, 3, dropout=0.0, dtype=torch.float64, impl=impl)
     assert ours.training and theirs.training
-    x, h0 = random_input(False, torch.float64), torch.randn(3, B, H, dtype=torch.float64)
+    x, h0 = random_input(False, torch.float64), initial_state(ours, B)
     assert_same(run_rnn(theirs, x, h0), run_rnn(ours, x, h0), TOLERANCE[torch.float64])
 
 
-def test_rnn_dropout_in_train_mode_changes_the_result(impl):
-    _, ours = rnn_pair(I, H, 2, dropout=0.5, dtype=torch.float64, impl=impl)
+@pytest.mark.parametrize("cell", CELLS)
+def test_rnn_dropout_in_train_mode_changes_the_result(impl, cell):
+    _, ours = pair(cell, I, H, 2, dropout=0.5, dtype=torch.float64, impl=impl)
     x = random_input(False, torch.float64)
     ours.train()
     first, second = ours(x)[0], ours(x)[0]
@@ -319,15 +457,16 @@ def test_rnn_dropout_in_train_mode_changes_the_result(impl):
 
 
 @pytest.mark.parametrize("bidirectional", (False, True), ids=("uni", "bi"))
-def test_rnn_dropout_falls_between_layers_only(impl, bidirectional):
+@pytest.mark.parametrize("cell", CELLS)
+def test_rnn_dropout_falls_between_layers_only(impl, cell, bidirectional):
     """dropout=1 drops everything, so it is deterministic: each layer after the first sees
     zeros, the first layer still sees its input, and the output itself is not dropped; the
     same as torch's."""
-    theirs, ours = rnn_pair(
-        I, H, 3, dropout=1.0, bidirectional=bidirectional, dtype=torch.float64, impl=impl
+    theirs, ours = pair(
+        cell, I, H, 3, dropout=1.0, bidirectional=bidirectional, dtype=torch.float64, impl=impl
     )
     x = random_input(False, torch.float64)
-    h0 = torch.randn(3 * (1 + bidirectional), B, H, dtype=torch.float64)
+    h0 = initial_state(ours, B)
     expected, actual = run_rnn(theirs, x, h0), run_rnn(ours, x, h0)
     assert_same(expected, actual, TOLERANCE[torch.float64])
     assert actual["grad_weight_ih_l1"].abs().sum() == 0
@@ -339,8 +478,9 @@ def test_rnn_dropout_falls_between_layers_only(impl, bidirectional):
 # ------------------------------------------------------------------------ module plumbing
 
 
-def test_rnn_double_and_to_dtype_then_matches_torch(impl):
-    theirs, ours = rnn_pair(I, H, 2, bidirectional=True, impl=impl)
+@pytest.mark.parametrize("cell", CELLS)
+def test_rnn_double_and_to_dtype_then_matches_torch(impl, cell):
+    theirs, ours = pair(cell, I, H, 2, bidirectional=True, impl=impl)
     x = random_input(False, torch.float64)
     for convert in (lambda m: m.double(), lambda m: m.to(torch.float64)):
         theirs, ours = convert(theirs), convert(ours)
@@ -350,8 +490,9 @@ def test_rnn_double_and_to_dtype_then_matches_torch(impl):
         assert all(p.dtype == torch.float32 for p in ours.parameters())
 
 
-def test_rnn_deepcopy_is_equal_and_independent(impl):
-    _, ours = rnn_pair(I, H, 2, bidirectional=True, impl=impl)
+@pytest.mark.parametrize("cell", CELLS)
+def test_rnn_deepcopy_is_equal_and_independent(impl, cell):
+    _, ours = pair(cell, I, H, 2, bidirectional=True, impl=impl)
     clone = copy.deepcopy(ours)
     assert clone.impl == impl
     x = random_input(False, torch.float32)
@@ -362,25 +503,26 @@ def test_rnn_deepcopy_is_equal_and_independent(impl):
     assert ours.weight_hh_l0.abs().sum() > 0
 
 
-def test_rnn_pickles_through_state_dict_and_whole(impl):
-    _, ours = rnn_pair(I, H, 2, bidirectional=True, impl=impl)
+@pytest.mark.parametrize("cell", CELLS)
+def test_rnn_pickles_through_state_dict_and_whole(impl, cell):
+    _, ours = pair(cell, I, H, 2, bidirectional=True, impl=impl)
     x = random_input(True, torch.float32)
     ours.batch_first = True
-    restored = rnnlab.RNN(I, H, 2, batch_first=True, bidirectional=True, impl=impl)
+    _, restored = pair(cell, I, H, 2, batch_first=True, bidirectional=True, impl=impl)
     restored.load_state_dict(pickle.loads(pickle.dumps(ours.state_dict())))
     assert torch.equal(restored(x)[0], ours(x)[0])
     whole = pickle.loads(pickle.dumps(ours))
     assert torch.equal(whole(x)[0], ours(x)[0])
 
 
-def test_rnn_state_dict_survives_torch_save_and_weights_only_load(impl):
-    theirs, ours = rnn_pair(I, H, 2, bidirectional=True, impl=impl)
+@pytest.mark.parametrize("cell", CELLS)
+def test_rnn_state_dict_survives_torch_save_and_weights_only_load(impl, cell):
+    theirs, ours = pair(cell, I, H, 2, bidirectional=True, impl=impl)
     buffer = io.BytesIO()
     torch.save(ours.state_dict(), buffer)
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
-    fresh_theirs = torch.nn.RNN(I, H, 2, bidirectional=True)
-    fresh_ours = rnnlab.RNN(I, H, 2, bidirectional=True, impl=impl)
+    fresh_theirs, fresh_ours = pair(cell, I, H, 2, bidirectional=True, impl=impl)
     fresh_theirs.load_state_dict(state, strict=True)
     fresh_ours.load_state_dict(state, strict=True)
     x = random_input(False, torch.float32)
@@ -388,60 +530,83 @@ def test_rnn_state_dict_survives_torch_save_and_weights_only_load(impl):
     torch.testing.assert_close(fresh_theirs(x)[0], theirs(x)[0], atol=0, rtol=0)
 
 
-def test_rnn_works_with_functional_call(impl):
-    theirs, ours = rnn_pair(I, H, 2, dtype=torch.float64, impl=impl)
+@pytest.mark.parametrize("cell", CELLS)
+def test_rnn_works_with_functional_call(impl, cell):
+    theirs, ours = pair(cell, I, H, 2, dtype=torch.float64, impl=impl)
     params = {k: torch.randn_like(v) for k, v in theirs.named_parameters()}
     x = random_input(False, torch.float64)
     want = torch.func.functional_call(theirs, params, (x,))
     got = torch.func.functional_call(ours, params, (x,))
-    for w, g in zip(want, got, strict=True):
+    for w, g in zip((want[0], *as_tuple(want[1])), (got[0], *as_tuple(got[1])), strict=True):
         torch.testing.assert_close(g, w, atol=1e-10, rtol=0)
     assert not torch.allclose(ours(x)[0], got[0])  # the swapped-in weights were used
 
 
+REPR_CASES = [
+    dict(),
+    dict(num_layers=2),
+    dict(nonlinearity="relu"),
+    dict(bias=False),
+    dict(batch_first=True),
+    dict(num_layers=3, dropout=0.25),
+    dict(bidirectional=True),
+    dict(num_layers=2, nonlinearity="relu", bias=False, batch_first=True, dropout=0.5),
+    dict(proj_size=P),
+    dict(proj_size=P, num_layers=2, bias=False),
+]
+
+
 @pytest.mark.parametrize(
-    "kwargs",
+    ("name", "kwargs"),
     [
-        dict(),
-        dict(num_layers=2),
-        dict(nonlinearity="relu"),
-        dict(bias=False),
-        dict(batch_first=True),
-        dict(num_layers=3, dropout=0.25),
-        dict(bidirectional=True),
-        dict(num_layers=2, nonlinearity="relu", bias=False, batch_first=True, dropout=0.5),
+        (name, kwargs)
+        for name in MODULES
+        for kwargs in REPR_CASES
+        # only the Elman RNN has a nonlinearity, only the LSTM projects
+        if ("nonlinearity" not in kwargs or name == "RNN")
+        and ("proj_size" not in kwargs or name == "LSTM")
     ],
-    ids=lambda kwargs: ",".join(kwargs) or "defaults",
+    ids=lambda value: ",".join(value) or "defaults" if isinstance(value, dict) else value,
 )
-def test_rnn_repr_matches_torch(kwargs):
-    assert repr(rnnlab.RNN(I, H, **kwargs)) == repr(torch.nn.RNN(I, H, **kwargs))
+def test_rnn_repr_matches_torch(name, kwargs):
+    theirs, ours = both(name, I, H, **kwargs)
+    assert repr(ours) == repr(theirs)
 
 
-def test_rnn_repr_names_a_non_default_impl():
-    assert repr(rnnlab.RNN(I, H, impl="reference")) == f"RNN({I}, {H}, impl='reference')"
+@pytest.mark.parametrize("name", MODULES)
+def test_rnn_repr_names_a_non_default_impl(name):
+    assert repr(MODULES[name][1](I, H, impl="reference")) == f"{name}({I}, {H}, impl='reference')"
 
 
-def test_rnn_no_grad_forward_matches_torch(impl):
-    theirs, ours = rnn_pair(I, H, 2, bidirectional=True, dtype=torch.float64, impl=impl)
+@pytest.mark.parametrize("cell", CELLS)
+def test_rnn_no_grad_forward_matches_torch(impl, cell):
+    theirs, ours = pair(cell, I, H, 2, bidirectional=True, dtype=torch.float64, impl=impl)
     x = random_input(False, torch.float64)
     with torch.no_grad():
         want, got = theirs(x), ours(x)
     assert not got[0].requires_grad
-    for w, g in zip(want, got, strict=True):
+    for w, g in zip((want[0], *as_tuple(want[1])), (got[0], *as_tuple(got[1])), strict=True):
         torch.testing.assert_close(g, w, atol=1e-10, rtol=0)
 
 
 # ------------------------------------------------------------ no torch RNN kernels inside
 
+# torch's recurrent kernels: the layers, the cells, oneDNN's LSTM layer and the fused cells
+KERNEL_NAMES = [
+    "rnn_tanh",
+    "rnn_relu",
+    "rnn_tanh_cell",
+    "rnn_relu_cell",
+    "gru",
+    "gru_cell",
+    "lstm",
+    "lstm_cell",
+    "mkldnn_rnn_layer",
+    "_thnn_fused_lstm_cell",
+    "_thnn_fused_gru_cell",
+]
 TORCH_RNN_KERNELS = [
-    (torch._VF, "rnn_tanh"),
-    (torch._VF, "rnn_relu"),
-    (torch._VF, "rnn_tanh_cell"),
-    (torch._VF, "rnn_relu_cell"),
-    (torch, "rnn_tanh"),
-    (torch, "rnn_relu"),
-    (torch, "rnn_tanh_cell"),
-    (torch, "rnn_relu_cell"),
+    (owner, name) for owner in (torch._VF, torch) for name in KERNEL_NAMES if hasattr(owner, name)
 ]
 
 
@@ -463,26 +628,41 @@ def forbid_torch_rnn_kernels(monkeypatch):
 
     for owner, name in TORCH_RNN_KERNELS:
         monkeypatch.setattr(owner, name, forbidden)
+    for name in ("mkldnn_rnn_layer", "_thnn_fused_lstm_cell", "_thnn_fused_gru_cell"):
+        # the ATen ops behind them, should any path reach them without torch's Python names
+        monkeypatch.setattr(torch.ops.aten, name, forbidden, raising=False)
 
 
 def test_torch_rnn_kernel_detectors_work(monkeypatch):
-    """The two detectors below see torch.nn.RNN's own kernel, so their silence means something."""
+    """The two detectors below see torch's own modules' kernels, so their silence means
+    something."""
     x = torch.randn(T, B, I)
-    with FunctionNames() as seen:
-        torch.nn.RNN(I, H)(x)
-    assert "rnn_tanh" in seen.names
+    seen_names = []
+    for module in (torch.nn.RNN(I, H), torch.nn.GRU(I, H), torch.nn.LSTM(I, H)):
+        with FunctionNames() as seen:
+            module(x)
+        seen_names += seen.names
+    assert {"rnn_tanh", "gru", "lstm"} <= set(seen_names)
+    assert {name for _, name in TORCH_RNN_KERNELS} >= {"gru", "lstm", "gru_cell", "lstm_cell"}
     forbid_torch_rnn_kernels(monkeypatch)
-    with pytest.raises(AssertionError, match="torch RNN kernel"):
-        torch.nn.RNN(I, H, nonlinearity="relu")(x)
-    with pytest.raises(AssertionError, match="torch RNN kernel"):
-        torch.nn.RNNCell(I, H)(x[0])
+    for module in (
+        torch.nn.RNN(I, H, nonlinearity="relu"),
+        torch.nn.GRU(I, H),
+        torch.nn.LSTM(I, H),
+        torch.nn.LSTM(I, H, proj_size=P),
+    ):
+        with pytest.raises(AssertionError, match="torch RNN kernel"):
+            module(x)
+    for cell in (torch.nn.RNNCell(I, H), torch.nn.GRUCell(I, H), torch.nn.LSTMCell(I, H)):
+        with pytest.raises(AssertionError, match="torch RNN kernel"):
+            cell(x[0])
 
 
-@pytest.mark.parametrize("nonlinearity", ("tanh", "relu"))
-def test_rnn_fused_never_calls_torch_rnn_kernels(impl, monkeypatch, nonlinearity):
+@pytest.mark.parametrize("cell", CELLS)
+def test_rnn_never_calls_torch_rnn_kernels(impl, monkeypatch, cell):
     forbid_torch_rnn_kernels(monkeypatch)
-    ours = rnnlab.RNN(I, H, 2, nonlinearity, bidirectional=True, dtype=torch.float64, impl=impl)
-    x, h0 = random_input(False, torch.float64), torch.randn(4, B, H, dtype=torch.float64)
+    _, ours = pair(cell, I, H, 2, bidirectional=True, dtype=torch.float64, impl=impl)
+    x, h0 = random_input(False, torch.float64), initial_state(ours, B)
     for lengths in (None, LENGTHS):
         with FunctionNames() as seen:
             result = run_rnn(ours, x, h0, lengths)

@@ -1,49 +1,51 @@
-"""The reference layer: the plain per-step loop over the cell, as one writes it from the
-equation, differentiated by autograd. Slow and obviously right; the fused path is tested
-against it and against torch."""
+"""The reference layer: the plain per-step loop over a cell's equations (`spec.cell_step`), as
+one writes it from the equation, differentiated by autograd. Slow and obviously right; the
+fused path is tested against it and against torch."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from rnnlab.nn.cell import rnn_cell
+from rnnlab.nn.spec import CellSpec, LayerWeights, State, cell_step
 from rnnlab.nn.steps import step_offsets
 
 
 def reference_layer(
+    spec: CellSpec,
     x: Tensor,
     batch_sizes: list[int],
-    h0: Tensor,
-    weight_ih: Tensor,
-    weight_hh: Tensor,
-    bias_ih: Tensor | None,
-    bias_hh: Tensor | None,
-    nonlinearity: str,
+    state0: State,
+    weights: LayerWeights,
     reverse: bool,
-) -> tuple[Tensor, Tensor]:
-    """Run one layer in one direction over a packed sequence.
+) -> tuple[Tensor, State]:
+    """Run one layer of `spec`'s cell in one direction over a packed sequence.
 
-    **Arguments:** `x` (N, I) packed steps, `batch_sizes` rows per step, `h0` (B, H), the
-    layer's weights, `reverse` to walk from the last step to the first.
+    **Arguments:** `x` (N, I) packed steps, `batch_sizes` rows per step, `state0` the initial
+    state, (h0,) or (h0, c0), each (B, F), the layer's `weights`, `reverse` to walk from the
+    last step to the first.
 
-    **Returns:** `out` (N, H), the hidden state at every step, and `h_n` (B, H), each
-    sequence's hidden state after its last step in this direction.
+    **Returns:** `out` (N, H_out), h at every step, and the final state, each sequence's state
+    after its last step in this direction, of `state0`'s shapes.
     """
     offsets = step_offsets(batch_sizes)
     times = range(len(batch_sizes))
     outs: list[Tensor | None] = [None] * len(batch_sizes)  # h_t of every step, in time order
-    finished: list[Tensor] = []  # forward: rows of ended sequences, in the order they ended
-    h = h0[: batch_sizes[-1]] if reverse else h0  # (b, H)
+    finished: list[State] = []  # forward: rows of ended sequences, in the order they ended
+    state = tuple(s[: batch_sizes[-1]] for s in state0) if reverse else state0  # (b, F) each
     for t in reversed(times) if reverse else times:
-        rows = batch_sizes[t]
-        if reverse and rows > h.size(0):  # shorter sequences start here, from h0
-            h = torch.cat([h, h0[h.size(0) : rows]])  # (rows, H)
-        elif not reverse and rows < h.size(0):  # sequences that ended at t - 1
-            finished.append(h[rows:])  # (h.size(0) - rows, H)
-            h = h[:rows]  # (rows, H)
+        rows, held = batch_sizes[t], state[0].size(0)
+        if reverse and rows > held:  # shorter sequences start here, from state0
+            state = tuple(
+                torch.cat([s, s0[held:rows]]) for s, s0 in zip(state, state0, strict=True)
+            )
+        elif not reverse and rows < held:  # sequences that ended at t - 1
+            finished.append(tuple(s[rows:] for s in state))  # (held - rows, F) each
+            state = tuple(s[:rows] for s in state)  # (rows, F) each
         x_t = x[offsets[t] : offsets[t] + rows]  # (rows, I)
-        h = rnn_cell(x_t, h, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity)  # (rows, H)
-        outs[t] = h
-    h_n = h if reverse else torch.cat([h, *reversed(finished)])  # (B, H)
-    return torch.cat(outs), h_n  # (N, H), (B, H)
+        state = cell_step(spec, x_t, state, weights)  # (rows, F) each
+        outs[t] = state[0]
+    if not reverse and finished:  # the ended sequences' states, longest first
+        ended = zip(*finished, strict=True)  # per state tensor: its pieces, in the order they ended
+        state = tuple(torch.cat([s, *reversed(p)]) for s, p in zip(state, ended, strict=True))
+    return torch.cat(outs), state  # (N, H_out), state0's shapes

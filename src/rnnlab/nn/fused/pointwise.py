@@ -1,0 +1,72 @@
+"""The pointwise part of one step of the fused GRU and LSTM, forward and backward, as torch
+ops. Each function reads one step's rows and writes its results into the buffers it is given
+(nothing is returned); `compiled.py` offers the same four functions as one compiled loop
+each, and the fused layers call whichever `pointwise_kernels()` picks.
+
+Gates are in the fused layers' own order: GRU r, z, n; LSTM o, i, f, g (see lstm.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def gru_forward(gi: Tensor, gh: Tensor, h_prev: Tensor, h: Tensor) -> None:
+    """gi (b, 3H) holds W_i x + b_i (with b_hr, b_hz), gh (b, 3H) W_h h_prev + (0, 0, b_hn):
+    gi becomes (r, z, n) and h = n + z * (h_prev - n)."""
+    H = h.size(1)
+    rz = gi[:, : 2 * H].add_(gh[:, : 2 * H]).sigmoid_()  # (b, 2H): r, z
+    n = gi[:, 2 * H :].addcmul_(rz[:, :H], gh[:, 2 * H :]).tanh_()  # (b, H)
+    torch.lerp(n, h_prev, rz[:, H:], out=h)
+
+
+def gru_backward(
+    gi: Tensor, gh: Tensor, h_prev: Tensor, dh: Tensor, dgi: Tensor, dgh: Tensor, carry: Tensor
+) -> None:
+    """From dh (b, H), the whole gradient reaching h_t: the pre-activation gradients of the
+    input projection dgi = (dr~, dz~, dn~) and of the hidden one dgh = (dr~, dz~, dn~ r), each
+    (b, 3H), and carry = dh z (b, H), the part of dh_{t-1} that skips the matmul."""
+    H = dh.size(1)
+    r, z, n = gi.split(H, 1)  # (b, H) each
+    dn = dh * (1 - z) * (1 - n * n)  # dn~
+    dgi[:, 2 * H :] = dn
+    torch.mul(dn, r, out=dgh[:, 2 * H :])
+    dr = dn * gh[:, 2 * H :] * r * (1 - r)  # dr~
+    dz = dh * (h_prev - n) * z * (1 - z)  # dz~
+    dgi[:, :H], dgi[:, H : 2 * H] = dr, dz
+    dgh[:, :H], dgh[:, H : 2 * H] = dr, dz
+    torch.mul(dh, z, out=carry)
+
+
+def lstm_forward(gates: Tensor, c_prev: Tensor, c: Tensor, tc: Tensor, m: Tensor) -> None:
+    """gates (b, 4H) holds the pre-activations of o, i, f, g and becomes their activations;
+    c = f * c_prev + i * g, tc = tanh(c), m = o * tc, each (b, H)."""
+    H = c.size(1)
+    gates[:, : 3 * H].sigmoid_()  # o, i, f
+    gates[:, 3 * H :].tanh_()  # g
+    o, i, f, g = gates.split(H, 1)  # (b, H) each
+    torch.mul(f, c_prev, out=c).addcmul_(i, g)
+    torch.mul(o, torch.tanh(c, out=tc), out=m)
+
+
+def lstm_backward(
+    gates: Tensor,
+    c_prev: Tensor,
+    tc: Tensor,
+    dm: Tensor,
+    carry_in: Tensor,
+    dg: Tensor,
+    carry_out: Tensor,
+) -> None:
+    """From dm (b, H), the gradient reaching m = o tanh(c_t), and carry_in (b, H), the cell
+    state's gradient from the step after (dc_{t+1} f_{t+1}, or c_n's): dg (b, 4H), the gates'
+    pre-activation gradients, and carry_out = dc_t f_t (b, H) for the step before."""
+    H = tc.size(1)
+    o, i, f, g = gates.split(H, 1)  # (b, H) each
+    dc = torch.addcmul(carry_in, dm * o, 1 - tc * tc)  # dc_t
+    dg[:, :H] = dm * tc * o * (1 - o)  # do~
+    dg[:, H : 2 * H] = dc * g * i * (1 - i)  # di~
+    dg[:, 2 * H : 3 * H] = dc * c_prev * f * (1 - f)  # df~
+    dg[:, 3 * H :] = dc * i * (1 - g * g)  # dg~
+    torch.mul(dc, f, out=carry_out)
