@@ -1,7 +1,7 @@
-"""rnnlab.RNN goes wherever torch.nn.RNN goes (issue 13, item 5): torch.jit.trace,
-torch.export, both ONNX exporters (run back with onnxruntime), torch.compile, CPU autocast in
-bfloat16 and float16, and the refusal of an h0 whose dtype is not the input's. Each test runs
-torch's module through the same tool with the same weights and compares.
+"""rnnlab.RNN, GRU and LSTM go wherever torch.nn's go: torch.jit.trace, torch.export, both ONNX
+exporters (run back with onnxruntime), torch.compile, CPU autocast in bfloat16 and float16, and
+the refusal of an h0 whose dtype is not the input's. Each test runs torch's module through the
+same tool with the same weights and compares.
 
 The fused path hands its layers to the reference loop while traced, exported or under
 autocast (rnn.py, `_layer_for_this_call`); the last test pins that it does so only there.
@@ -14,16 +14,17 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import rnnlab
+from rnn_equivalence import CELLS, as_tuple, initial_state, native_torch
 from rnnlab.nn import rnn as rnn_module
 
 I, H = 3, 5  # noqa: E741 (input features, hidden units: the equations' names)
 T, B, OTHER_B = 6, 4, 7  # steps, batch, and a second batch size the recorded module must take
 LENGTHS = (3, 6, 1, 3)  # unsorted, with a tie, for packed input
 IMPLS = ("fused", "reference")
-# (num_layers, bidirectional, batch_first, nonlinearity): one layout per case that changes the
-# recorded graph (depth, the reverse direction, the transposes, the activation).
-LAYOUTS = [(1, False, False, "tanh"), (2, True, False, "tanh"), (2, False, True, "relu")]
-LAYOUT_IDS = ["one_layer", "bidirectional", "batch_first_relu"]
+# (num_layers, bidirectional, batch_first): one layout per case that changes the recorded
+# graph (depth, the reverse direction, the transposes); each for every cell of CELLS.
+LAYOUTS = [(1, False, False), (2, True, False), (2, False, True)]
+LAYOUT_IDS = ["one_layer", "bidirectional", "batch_first"]
 
 # torch.jit.trace (and the classic ONNX exporter, built on it) warns, for torch.nn.RNN as for
 # rnnlab.RNN, that it is deprecated and that Python control flow is frozen into the trace.
@@ -31,12 +32,18 @@ ignore_trace_deprecation = pytest.mark.filterwarnings("ignore:`torch.jit.trace:D
 ignore_tracer_warnings = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 
 
-def same_weights(*args, impl="fused", dtype=torch.float32, **kwargs):
-    """torch.nn.RNN(*args, **kwargs) and rnnlab.RNN with the same weights."""
-    theirs = torch.nn.RNN(*args, dtype=dtype, **kwargs)
-    ours = rnnlab.RNN(*args, dtype=dtype, impl=impl, **kwargs)
+def same_weights(*args, cell="rnn_tanh", impl="fused", dtype=torch.float32, **kwargs):
+    """torch's module of `cell` (a key of CELLS) and rnnlab's, with the same weights."""
+    theirs_cls, ours_cls, cell_kwargs = CELLS[cell]
+    theirs = theirs_cls(*args, dtype=dtype, **cell_kwargs, **kwargs)
+    ours = ours_cls(*args, dtype=dtype, impl=impl, **cell_kwargs, **kwargs)
     ours.load_state_dict(theirs.state_dict(), strict=True)
     return theirs, ours
+
+
+def flat(result) -> list[torch.Tensor]:
+    """A module's (output, state) as a flat list: output, h_n (and c_n)."""
+    return [result[0], *as_tuple(result[1])]
 
 
 def padded(batch_first: bool, batch: int = B, dtype=torch.float32) -> torch.Tensor:
@@ -45,7 +52,12 @@ def padded(batch_first: bool, batch: int = B, dtype=torch.float32) -> torch.Tens
 
 
 def assert_outputs_equal(got, want, tol: float) -> None:
-    for name, g, w in zip(("output", "h_n"), got, want, strict=True):
+    got, want = (
+        flat(got) if isinstance(got, tuple) else got,
+        flat(want) if isinstance(want, tuple) else want,
+    )
+    for name, g, w in zip(("output", "h_n", "c_n"), got, want, strict=False):
+        assert len(got) == len(want)
         assert g.shape == w.shape, name
         assert g.dtype == w.dtype, name
         torch.testing.assert_close(g, w, atol=tol, rtol=0, msg=lambda m, n=name: f"{n}: {m}")
@@ -54,32 +66,32 @@ def assert_outputs_equal(got, want, tol: float) -> None:
 # ------------------------------------------------------------------------- torch.jit.trace
 
 
-@pytest.mark.parametrize(("num_layers", "bidirectional", "batch_first", "nonlinearity"), LAYOUTS,
-                         ids=LAYOUT_IDS)  # fmt: skip
+@pytest.mark.parametrize(("num_layers", "bidirectional", "batch_first"), LAYOUTS, ids=LAYOUT_IDS)
 @pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("cell", CELLS)
 @ignore_trace_deprecation
 @ignore_tracer_warnings
 def test_traced_rnn_matches_torch_and_takes_another_batch_size(
-    impl, num_layers, bidirectional, batch_first, nonlinearity
+    cell, impl, num_layers, bidirectional, batch_first
 ):
     theirs, ours = same_weights(
         I,
         H,
         num_layers,
-        nonlinearity=nonlinearity,
+        cell=cell,
         batch_first=batch_first,
         bidirectional=bidirectional,
         impl=impl,
         dtype=torch.float64,
     )
     x = padded(batch_first, dtype=torch.float64)
-    h0 = torch.randn(ours.num_layers * ours.num_directions, B, H, dtype=torch.float64)
+    h0 = initial_state(ours, B)
     traced_theirs = torch.jit.trace(theirs, (x, h0))
     traced_ours = torch.jit.trace(ours, (x, h0))
     assert_outputs_equal(traced_ours(x, h0), theirs(x, h0), 1e-10)
 
     other = padded(batch_first, OTHER_B, dtype=torch.float64)
-    other_h0 = torch.randn(h0.size(0), OTHER_B, H, dtype=torch.float64)
+    other_h0 = initial_state(ours, OTHER_B)
     want = traced_theirs(other, other_h0)  # torch's trace takes another batch size: so must ours
     assert_outputs_equal(want, theirs(other, other_h0), 1e-10)
     assert_outputs_equal(traced_ours(other, other_h0), want, 1e-10)
@@ -88,19 +100,19 @@ def test_traced_rnn_matches_torch_and_takes_another_batch_size(
 # ---------------------------------------------------------------------------- torch.export
 
 
-@pytest.mark.parametrize(("num_layers", "bidirectional", "batch_first", "nonlinearity"), LAYOUTS,
-                         ids=LAYOUT_IDS)  # fmt: skip
+@pytest.mark.parametrize(("num_layers", "bidirectional", "batch_first"), LAYOUTS, ids=LAYOUT_IDS)
 @pytest.mark.parametrize("impl", IMPLS)
-# torch.nn.RNN's forward reassigns its own _flat_weights list; export warns about that.
+@pytest.mark.parametrize("cell", CELLS)
+# torch.nn's modules reassign their own _flat_weights list in forward; export warns about that.
 @pytest.mark.filterwarnings("ignore:The tensor attributes self._flat_weights:UserWarning")
 def test_exported_rnn_matches_torch_with_a_dynamic_batch(
-    impl, num_layers, bidirectional, batch_first, nonlinearity
+    cell, impl, num_layers, bidirectional, batch_first
 ):
     theirs, ours = same_weights(
         I,
         H,
         num_layers,
-        nonlinearity=nonlinearity,
+        cell=cell,
         batch_first=batch_first,
         bidirectional=bidirectional,
         impl=impl,
@@ -122,6 +134,7 @@ def test_exported_rnn_matches_torch_with_a_dynamic_batch(
 
 
 def run_onnx(path, x: torch.Tensor) -> list[torch.Tensor]:
+    """The exported file run by onnxruntime on x: output, h_n (and c_n)."""
     onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return [torch.from_numpy(a) for a in session.run(None, {"input": x.numpy()})]
@@ -137,25 +150,23 @@ def run_onnx(path, x: torch.Tensor) -> list[torch.Tensor]:
 )
 @ignore_trace_deprecation
 @ignore_tracer_warnings
-def test_onnx_export_of_fused_rnn_runs_in_onnxruntime_like_torch(dynamo, bidirectional, tmp_path):
+@pytest.mark.parametrize("cell", ("rnn_tanh", "gru", "lstm"))
+def test_onnx_export_of_fused_rnn_runs_in_onnxruntime_like_torch(
+    cell, dynamo, bidirectional, tmp_path
+):
     pytest.importorskip("onnx", reason="the ONNX exporters need the onnx package")
     if dynamo:
         pytest.importorskip("onnxscript", reason="the dynamo ONNX exporter needs onnxscript")
-    theirs, ours = same_weights(I, H, 2, bidirectional=bidirectional)
+    theirs, ours = same_weights(I, H, 2, cell=cell, bidirectional=bidirectional)
     ours.eval()
     x = padded(batch_first=False)
     path = tmp_path / "rnn.onnx"
+    names = ["output", "h_n", "c_n"] if cell == "lstm" else ["output", "h_n"]
     torch.onnx.export(
-        ours,
-        (x,),
-        path,
-        dynamo=dynamo,
-        input_names=["input"],
-        output_names=["output", "h_n"],
-        verbose=False,
+        ours, (x,), path, dynamo=dynamo, input_names=["input"], output_names=names, verbose=False
     )
     # float32 through two different sets of matmul kernels: the project's float32 tolerance.
-    assert_outputs_equal(run_onnx(path, x), [t.detach() for t in theirs(x)], 1e-5)
+    assert_outputs_equal(run_onnx(path, x), [t.detach() for t in flat(theirs(x))], 1e-5)
 
 
 # --------------------------------------------------------------------------- torch.compile
@@ -166,20 +177,24 @@ def test_onnx_export_of_fused_rnn_runs_in_onnxruntime_like_torch(dynamo, bidirec
 # builds the ctx of an autograd.Function it traces (the fused path calls .apply, as it should).
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 @pytest.mark.filterwarnings("ignore:.*Function'> should not be instantiated:DeprecationWarning")
-def test_compiled_fused_rnn_equals_eager_forward_and_backward(monkeypatch):
-    # Compile in this process: no pool of compile workers left spinning on a shared machine.
-    monkeypatch.setattr(torch._inductor.config, "compile_threads", 1)
+# ... and when dynamo meets the `out=` tensors of the GRU's and LSTM's steps while it traces.
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")
+@pytest.mark.parametrize("cell", ("rnn_tanh", "gru", "lstm"))
+def test_compiled_fused_rnn_equals_eager_forward_and_backward(cell):
     torch._dynamo.reset()
-    _, ours = same_weights(I, H, 1, bidirectional=True)
+    _, ours = same_weights(I, H, 1, cell=cell, bidirectional=True)
     compiled = torch.compile(ours)
     x = padded(batch_first=False)
     results = []
-    for module in (ours, compiled):
-        leaf = x.clone().requires_grad_()
-        output, h_n = module(leaf)
-        loss = (output * torch.linspace(-1, 1, output.size(-1))).sum() + h_n.square().sum()
-        grads = torch.autograd.grad(loss, [leaf, *ours.parameters()])
-        results.append([output, h_n, *grads])
+    # Compile in this process: no pool of compile workers left spinning on a shared machine.
+    with torch._inductor.config.patch(compile_threads=1):
+        for module in (ours, compiled):
+            leaf = x.clone().requires_grad_()
+            output, *state = flat(module(leaf))
+            loss = (output * torch.linspace(-1, 1, output.size(-1))).sum()
+            loss = loss + sum(s.square().sum() for s in state)
+            grads = torch.autograd.grad(loss, [leaf, *ours.parameters()])
+            results.append([output, *state, *grads])
     eager, compiled_results = results
     for got, want in zip(compiled_results, eager, strict=True):
         # float32; inductor may fuse and reorder the pointwise work: the float32 tolerance.
@@ -189,49 +204,59 @@ def test_compiled_fused_rnn_equals_eager_forward_and_backward(monkeypatch):
 # ------------------------------------------------------------------------------- autocast
 
 
-def autocast_inputs(kind: str):
+def autocast_inputs(kind: str, module):
     """(input, h0) of one kind: padded with h0, padded without, packed, unbatched."""
     x = padded(batch_first=False)  # (T, B, I)
     if kind == "packed":
         return pack_padded_sequence(x, torch.tensor(LENGTHS), enforce_sorted=False), None
     if kind == "unbatched":
-        return x[:, 0], torch.randn(4, H)  # (T, I), (D*L, H)
-    return x, torch.randn(4, B, H) if kind == "padded_with_h0" else None
+        return x[:, 0], initial_state(module, None, torch.float32)  # (T, I), (D*L, H)
+    return x, initial_state(module, B, torch.float32) if kind == "padded_with_h0" else None
+
+
+# What torch's modules return under CPU autocast: the matmuls run in the lower precision; the
+# RNN's state stays in it, while the GRU's and LSTM's mix it with their float32 state (the
+# zeros of a missing h0, c0) and so come out in float32. rnnlab's modules are the same
+# composition of ops and return the same. Compared with torch's native loop: its LSTM's
+# oneDNN kernel (float32 padded input, oneDNN on) returns bfloat16 and has no float16 kernel.
+AUTOCAST_DTYPES = {"rnn_tanh": "lower", "gru": "float32", "lstm": "float32"}
 
 
 @pytest.mark.parametrize("kind", ("padded", "padded_with_h0", "packed", "unbatched"))
 @pytest.mark.parametrize("dtype", (torch.bfloat16, torch.float16), ids=str)
 @pytest.mark.parametrize("impl", IMPLS)
-def test_rnn_under_cpu_autocast_matches_torch(impl, dtype, kind):
-    theirs, ours = same_weights(I, H, 2, bidirectional=True, impl=impl)
-    x, h0 = autocast_inputs(kind)
-    with torch.autocast("cpu", dtype=dtype):
-        want = theirs(x, h0)
-        got = ours(x, h0)
+@pytest.mark.parametrize("cell", ("rnn_tanh", "gru", "lstm"))
+def test_rnn_under_cpu_autocast_matches_torch(cell, impl, dtype, kind):
+    theirs, ours = same_weights(I, H, 2, cell=cell, bidirectional=True, impl=impl)
+    x, h0 = autocast_inputs(kind, ours)
+    with torch.autocast("cpu", dtype=dtype), native_torch():
+        want = flat(theirs(x, h0))
+        got = flat(ours(x, h0))
     if kind == "packed":
-        want, got = (want[0].data, want[1]), (got[0].data, got[1])
-    # torch casts input, h0 and weights to the autocast dtype and returns output and h_n in it;
-    # the test pins that fact (so a change in torch shows here) and that ours agrees.
-    assert [t.dtype for t in want] == [dtype, dtype]
+        want, got = [want[0].data, *want[1:]], [got[0].data, *got[1:]]
+    # The dtypes torch returns (pinned, so that a change in torch shows here); ours agrees.
+    returned = dtype if AUTOCAST_DTYPES[cell] == "lower" else torch.float32
+    assert [t.dtype for t in want] == [returned] * len(want)
     # Both run every op in `dtype`, rounding to it after each; they can differ only by the
     # order in which a few roundings happen, so one unit of `dtype`'s precision (its eps,
     # relative, and absolute for the hidden states near 0) bounds the difference.
     eps = torch.finfo(dtype).eps
-    for name, g, w in zip(("output", "h_n"), got, want, strict=True):
+    for name, g, w in zip(("output", "h_n", "c_n")[: len(want)], got, want, strict=True):
         assert g.dtype == w.dtype, name
         torch.testing.assert_close(g, w, atol=eps, rtol=eps, msg=lambda m, n=name: f"{n}: {m}")
 
 
 @pytest.mark.parametrize("dtype", (torch.bfloat16, torch.float16), ids=str)
 @pytest.mark.parametrize("impl", IMPLS)
-def test_rnn_under_cpu_autocast_trains_like_torch(impl, dtype):
-    theirs, ours = same_weights(I, H, 2, impl=impl)
+@pytest.mark.parametrize("cell", ("rnn_tanh", "gru", "lstm"))
+def test_rnn_under_cpu_autocast_trains_like_torch(cell, impl, dtype):
+    theirs, ours = same_weights(I, H, 2, cell=cell, impl=impl)
     x = padded(batch_first=False)
     grads = []
     for module in (theirs, ours):
-        with torch.autocast("cpu", dtype=dtype):
-            output, h_n = module(x)
-        loss = output.float().square().sum() + h_n.float().sum()
+        with torch.autocast("cpu", dtype=dtype), native_torch():
+            output, *state = flat(module(x))
+        loss = output.float().square().sum() + sum(s.float().sum() for s in state)
         grads.append(torch.autograd.grad(loss, list(module.parameters())))
     for got, want in zip(*reversed(grads), strict=True):
         assert got.dtype == want.dtype == torch.float32  # the weights' own dtype, as torch's
@@ -248,11 +273,14 @@ def test_rnn_under_cpu_autocast_trains_like_torch(impl, dtype):
 @pytest.mark.parametrize("kind", ("padded", "packed", "unbatched"))
 @pytest.mark.parametrize("h0_dtype", (torch.int64, torch.float64, torch.bool), ids=str)
 @pytest.mark.parametrize("impl", IMPLS)
-def test_rnn_refuses_h0_of_another_dtype_like_torch(impl, h0_dtype, kind):
-    theirs, ours = same_weights(I, H, 2, impl=impl)
-    x, _ = autocast_inputs(kind)
+@pytest.mark.parametrize("cell", ("rnn_tanh", "gru", "lstm"))
+def test_rnn_refuses_h0_of_another_dtype_like_torch(cell, impl, h0_dtype, kind):
+    theirs, ours = same_weights(I, H, 2, cell=cell, impl=impl)
+    x, _ = autocast_inputs(kind, ours)
     h0 = torch.zeros((2, H) if kind == "unbatched" else (2, B, H), dtype=h0_dtype)
-    with pytest.raises(RuntimeError) as want:
+    h0 = (h0, h0) if cell == "lstm" else h0
+    # oneDNN's LSTM names its internals in this error (see native_torch)
+    with native_torch(), pytest.raises(RuntimeError) as want:
         theirs(x, h0)
     with pytest.raises(RuntimeError) as got:
         ours(x, h0)
@@ -260,10 +288,12 @@ def test_rnn_refuses_h0_of_another_dtype_like_torch(impl, h0_dtype, kind):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-def test_rnn_refuses_int64_h0_under_autocast_like_torch(impl):
-    theirs, ours = same_weights(I, H, 2, impl=impl)
+@pytest.mark.parametrize("cell", ("rnn_tanh", "gru", "lstm"))
+def test_rnn_refuses_int64_h0_under_autocast_like_torch(cell, impl):
+    theirs, ours = same_weights(I, H, 2, cell=cell, impl=impl)
     x, h0 = padded(batch_first=False), torch.zeros(2, B, H, dtype=torch.int64)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    h0 = (h0, h0) if cell == "lstm" else h0
+    with torch.autocast("cpu", dtype=torch.bfloat16), native_torch():
         with pytest.raises(RuntimeError) as want:
             theirs(x, h0)
         with pytest.raises(RuntimeError) as got:
@@ -275,13 +305,15 @@ def test_rnn_refuses_int64_h0_under_autocast_like_torch(impl):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", ("RNN", "GRU", "LSTM"))
 @pytest.mark.filterwarnings("ignore:`torch.jit.script:DeprecationWarning")
-def test_jit_script_is_refused_with_the_reason_and_the_alternatives(impl):
-    torch.jit.script(torch.nn.RNN(I, H))  # torch's scripts
-    with pytest.raises(RuntimeError, match=r"torch\.jit\.script.*torch\.export\.export"):
-        torch.jit.script(rnnlab.RNN(I, H, impl=impl))
+def test_jit_script_is_refused_with_the_reason_and_the_alternatives(name, impl):
+    torch.jit.script(getattr(torch.nn, name)(I, H))  # torch's scripts
+    ours = getattr(rnnlab, name)(I, H, impl=impl)
+    with pytest.raises(RuntimeError, match=rf"rnnlab\.{name}.*torch\.jit\.script.*torch\.export"):
+        torch.jit.script(ours)
     with pytest.raises(RuntimeError, match=r"torch\.jit\.script"):  # also inside a model
-        torch.jit.script(torch.nn.Sequential(rnnlab.RNN(I, H, impl=impl)))
+        torch.jit.script(torch.nn.Sequential(ours))
 
 
 # ----------------------------------------------------- where the fused path hands over

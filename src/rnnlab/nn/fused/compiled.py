@@ -36,7 +36,10 @@ CAPABILITY_FLAGS = {
 def pointwise_kernels(x: Tensor) -> ModuleType:
     """The module whose gru_forward, gru_backward, lstm_forward and lstm_backward run the
     pointwise part of a step for tensors like `x`: the compiled loops for float32 and
-    float64 on the CPU where they build, else pointwise.py."""
+    float64 on the CPU where they build, else pointwise.py. Under torch.compile, pointwise.py:
+    its torch ops are what torch.compile can trace (and fuse into kernels of its own)."""
+    if torch.compiler.is_compiling():
+        return pointwise
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         return pointwise
     return compiled_kernels() or pointwise
