@@ -33,7 +33,8 @@ def worker(args: argparse.Namespace) -> None:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from rnnlab.models import RowClassifier
+    from rnnlab.experiments.mnist import RowClassifier
+    from rnnlab.models import make_rnn
     from rnnlab.train import (
         TrainConfig,
         evaluate,
@@ -55,7 +56,7 @@ def worker(args: argparse.Namespace) -> None:
         y = torch.randint(10, (n,), generator=g)  # (N,)
         val = TensorDataset(torch.rand(4096, 28, 28, generator=g), torch.randint(10, (4096,)))
         torch.manual_seed(0)
-        model = wrap_model(RowClassifier(), ctx)
+        model = wrap_model(RowClassifier(make_rnn("rnn", "rnnlab", 28, 128, 3)), ctx)
         train = make_loader(TensorDataset(x, y), args.batch, shuffle=True, seed=0, ctx=ctx)
         config = TrainConfig(
             name="bench", out_dir=args.out_dir, epochs=2, device="cpu", progress=False, plots=False

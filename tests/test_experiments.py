@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 from rnnlab.cli import main
-from rnnlab.experiments.mnist import MnistConfig
-from rnnlab.experiments.seq2seq import Seq2SeqConfig, load_data
-from rnnlab.models import RowClassifier, SequenceTagger, make_rnn
+from rnnlab.experiments.mnist import MnistConfig, RowClassifier
+from rnnlab.experiments.seq2seq import Seq2SeqConfig, SequenceTagger, load_data
+from rnnlab.models import make_rnn
 
 QUIET = ["--no-progress", "--no-plots"]
 
@@ -203,7 +203,9 @@ def test_bad_choices_are_refused_listing_the_valid_ones(capsys):
     assert main(["mnist", "--impl", "keras"]) == 2
     assert "choose from 'rnnlab', 'rnnlab-reference', 'torch'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="impl must be one of rnnlab, rnnlab-reference, torch"):
-        make_rnn("keras", 3, 4)
+        make_rnn("rnn", "keras", 3, 4)
+    with pytest.raises(ValueError, match="cell must be one of rnn, gru, lstm"):
+        make_rnn("elman", "rnnlab", 3, 4)
 
 
 def test_bench_dry_run_prints_the_comparison_table(capsys):
@@ -214,12 +216,16 @@ def test_bench_dry_run_prints_the_comparison_table(capsys):
     assert "dry-packed" in out  # a PackedSequence of unequal lengths, as langid feeds it
 
 
-def test_models_map_shapes_as_documented():
-    tagger = SequenceTagger(vocab_size=5, num_classes=3, hidden_size=4, num_layers=2)
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_models_map_shapes_as_documented(cell):
+    def rnn_of(hidden, layers):
+        return lambda size: make_rnn(cell, "rnnlab", size, hidden, layers)
+
+    tagger = SequenceTagger(vocab_size=5, num_classes=3, make_rnn=rnn_of(4, 2))
     assert tagger(torch.zeros(2, 7, dtype=torch.int64)).shape == (2, 7, 3)
-    embedded = SequenceTagger(vocab_size=5, num_classes=3, hidden_size=4, embedding_dim=6)
+    embedded = SequenceTagger(vocab_size=5, num_classes=3, make_rnn=rnn_of(4, 1), embedding_dim=6)
     assert embedded(torch.zeros(2, 7, dtype=torch.int64)).shape == (2, 7, 3)
-    classifier = RowClassifier(hidden_size=8, num_layers=3)
+    classifier = RowClassifier(rnn_of(8, 3)(28))
     assert classifier(torch.rand(4, 28, 28)).shape == (4, 10)
 
 

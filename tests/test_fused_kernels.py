@@ -15,7 +15,9 @@ import torch
 
 from rnnlab.nn.fused import compiled, pointwise
 
-TOLERANCE = {torch.float64: 1e-12, torch.float32: 1e-6}
+# The compiled loops compute tanh as 2 sigmoid(2x) - 1 with ATen's fast exp: in float32 a few
+# epsilons absolute, carried through a handful of products; the project's float32 tolerance.
+TOLERANCE = {torch.float64: 1e-12, torch.float32: 1e-5}
 # hidden sizes: below one vector, a vector and a tail (AVX-512 holds 16 floats, 8 doubles),
 # and wide enough that the rows are shared among threads
 SIZES = [(1, 1), (3, 5), (4, 16), (7, 37), (64, 600)]
@@ -52,7 +54,7 @@ def outputs_of(run, shapes: list[tuple[int, int]], dtype) -> list[torch.Tensor]:
 def assert_all_close(got: list[torch.Tensor], want: list[torch.Tensor], dtype) -> None:
     for g, w in zip(got, want, strict=True):
         assert not g.isnan().any()
-        torch.testing.assert_close(g, w, atol=TOLERANCE[dtype], rtol=TOLERANCE[dtype])
+        torch.testing.assert_close(g, w, atol=TOLERANCE[dtype], rtol=0)
 
 
 @pytest.mark.parametrize("dtype", (torch.float64, torch.float32), ids=str)

@@ -21,6 +21,7 @@ from rnnlab.cli import main
 from rnnlab.data import LANGUAGES
 from rnnlab.data.wordlists import WordfreqSpec
 from rnnlab.experiments import langid
+from rnnlab.models import make_rnn
 from rnnlab.train.loop import _to_device
 
 pytestmark = pytest.mark.usefixtures("no_network")
@@ -79,12 +80,18 @@ def test_a_list_that_does_not_match_its_checksum_is_refused(lists, capsys):
     assert "small_fi.msgpack.gz" in capsys.readouterr().err
 
 
+def rnn_of(hidden: int, layers: int = 1, cell: str = "rnn", impl: str = "rnnlab", **kwargs):
+    """A factory of the classifier's recurrent network (input size -> module)."""
+    return lambda size: make_rnn(cell, impl, size, hidden, layers, **kwargs)
+
+
 @pytest.mark.parametrize("impl", ["rnnlab", "rnnlab-reference", "torch"])
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 @pytest.mark.parametrize("bidirectional", [True, False])
-def test_a_packed_batch_scores_each_word_as_if_it_were_alone(impl, bidirectional):
+def test_a_packed_batch_scores_each_word_as_if_it_were_alone(impl, cell, bidirectional):
     model = langid.WordClassifier(
-        vocab_size=9, num_classes=4, hidden_size=5, num_layers=2, embedding_dim=3,
-        bidirectional=bidirectional, impl=impl,
+        vocab_size=9, num_classes=4, embedding_dim=3,
+        make_rnn=rnn_of(5, 2, cell, impl, bidirectional=bidirectional),
     ).eval()  # fmt: skip
     ids = ([1, 2, 3], [4, 5, 6, 7, 8, 1, 2], [3, 3, 3, 3], [8])
     words = [torch.tensor(w)[:, None] for w in ids]  # (T_i, 1): characters alone
@@ -112,8 +119,7 @@ def padded_and_masked(model: langid.WordClassifier, words: list) -> torch.Tensor
 @pytest.mark.parametrize("pool", [("mean",), ("max", "last"), ("last", "mean")])
 def test_each_pool_scores_a_packed_batch_as_padded_and_masked(pool):
     model = langid.WordClassifier(
-        vocab_size=9, num_classes=4, hidden_size=5, embedding_dim=3, bidirectional=False,
-        pool=pool,
+        vocab_size=9, num_classes=4, make_rnn=rnn_of(5), embedding_dim=3, pool=pool,
     ).eval()  # fmt: skip
     assert model.head.in_features == 5 * len(pool)
     words = [torch.tensor(w)[:, None] for w in ([1, 2, 3], [4, 5, 6, 7, 8, 1, 2], [8])]
@@ -122,7 +128,7 @@ def test_each_pool_scores_a_packed_batch_as_padded_and_masked(pool):
 
 
 def test_one_hot_characters_and_a_packed_batch_survive_the_move_to_a_device():
-    model = langid.WordClassifier(vocab_size=6, num_classes=3, hidden_size=4).eval()
+    model = langid.WordClassifier(vocab_size=6, num_classes=3, make_rnn=rnn_of(4)).eval()
     packed, labels = langid.collate([(torch.tensor([[1], [2], [5]]), torch.tensor(2))] * 2)
     moved = _to_device(packed, torch.device("cpu"))
     assert type(moved) is type(packed)
@@ -157,7 +163,7 @@ def test_each_step_reads_the_ngrams_seen_twice_that_end_at_its_character():
 @pytest.mark.parametrize("impl", ["rnnlab", "torch"])
 def test_ngram_embeddings_add_to_the_character_and_keep_words_independent(impl):
     model = langid.WordClassifier(
-        vocab_size=6, num_classes=3, hidden_size=4, embedding_dim=5, impl=impl, ngrams=7
+        vocab_size=6, num_classes=3, make_rnn=rnn_of(4, impl=impl), embedding_dim=5, ngrams=7
     ).eval()
     assert model.ngram_embedding.weight.abs().sum() == 0  # untrained n-grams read as unseen
     with torch.no_grad():
@@ -229,8 +235,9 @@ def test_train_evaluate_predict_and_stratified_cv(lists, tmp_path, capsys):
 
 def test_ngram_dropout_hides_ngrams_in_training_only():
     model = langid.WordClassifier(
-        vocab_size=6, num_classes=3, hidden_size=4, embedding_dim=5, ngrams=7, ngram_dropout=1.0
-    )
+        vocab_size=6, num_classes=3, make_rnn=rnn_of(4), embedding_dim=5, ngrams=7,
+        ngram_dropout=1.0,
+    )  # fmt: skip
     with torch.no_grad():
         model.ngram_embedding.weight[1:].normal_()  # as if trained
     word = torch.tensor([[1, 0, 0], [2, 3, 0], [5, 4, 7]])

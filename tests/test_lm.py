@@ -13,14 +13,20 @@ from torch.utils.data import DataLoader
 
 from rnnlab.data import Vocabulary, lm_text
 from rnnlab.experiments import lm, ngram
-from rnnlab.models import LanguageModel
+from rnnlab.experiments.lm import LanguageModel
+from rnnlab.models import make_rnn
 
 V, E, H, L = 5, 3, 4, 2
 
 
-def tiny_model(impl: str = "rnnlab", **kwargs) -> LanguageModel:
+def rnn_of(hidden: int, layers: int, cell: str = "rnn", impl: str = "rnnlab", dropout: float = 0.0):
+    """A factory of the language model's recurrent network (input size -> module)."""
+    return lambda size: make_rnn(cell, impl, size, hidden, layers, dropout=dropout)
+
+
+def tiny_model(impl: str = "rnnlab", cell: str = "rnn", **kwargs) -> LanguageModel:
     torch.manual_seed(0)
-    return LanguageModel(V, E, H, L, impl=impl, **kwargs).double()
+    return LanguageModel(V, E, rnn_of(H, L, cell, impl), **kwargs).double()
 
 
 def random_ids(n: int, vocab_size: int = V) -> torch.Tensor:
@@ -47,8 +53,9 @@ def test_a_text_shorter_than_a_window_is_one_window_and_too_short_a_text_is_refu
         lm_text.StreamWindows(torch.arange(2), streams=2, bptt=4)
 
 
-def test_the_carried_state_makes_windows_compute_what_one_long_pass_computes():
-    model = tiny_model().eval()
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_the_carried_state_makes_windows_compute_what_one_long_pass_computes(cell):
+    model = tiny_model(cell=cell).eval()
     ids = random_ids(41)
     windows = lm_text.StreamWindows(ids, streams=2, bptt=5)
     pieces = [model(x) for x, _ in windows]  # (2, 5, V) each
@@ -71,8 +78,9 @@ def _windowed_gradients(model, ids, bptt) -> list[torch.Tensor]:
 
 
 @pytest.mark.parametrize("impl", ["rnnlab", "rnnlab-reference", "torch"])
-def test_carried_state_tbptt_equals_one_long_bptt_when_the_window_covers_it(impl):
-    model = tiny_model(impl)
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_carried_state_tbptt_equals_one_long_bptt_when_the_window_covers_it(impl, cell):
+    model = tiny_model(impl, cell)
     ids = random_ids(41)
     streams = lm_text.StreamWindows(ids, streams=2, bptt=10**6)
     logits, _ = model.step(streams.inputs)  # (2, 20, V): full BPTT over each stream
@@ -86,8 +94,9 @@ def test_carried_state_tbptt_equals_one_long_bptt_when_the_window_covers_it(impl
     assert any(not torch.allclose(t, f) for t, f in zip(truncated, full, strict=True))
 
 
-def test_the_carried_state_is_per_mode_and_forgotten_on_reset_and_on_loading_weights():
-    model = tiny_model()
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_the_carried_state_is_per_mode_and_forgotten_on_reset_and_on_loading_weights(cell):
+    model = tiny_model(cell=cell)
     x = random_ids(6).view(2, 3)
     fresh = model.step(x)[0]
     model(x)  # carries a training state
@@ -101,10 +110,10 @@ def test_the_carried_state_is_per_mode_and_forgotten_on_reset_and_on_loading_wei
 
 
 def test_tied_weights_share_one_tensor_and_need_equal_sizes():
-    model = LanguageModel(V, 4, 4, 1, tied=True)
+    model = LanguageModel(V, 4, rnn_of(4, 1), tied=True)
     assert model.head.weight is model.embedding.weight
     with pytest.raises(ValueError, match="needs --embedding equal to --hidden; got embedding 3"):
-        LanguageModel(V, 3, 4, 1, tied=True)
+        LanguageModel(V, 3, rnn_of(4, 1), tied=True)
 
 
 # --- generation -----------------------------------------------------------------------------
@@ -113,7 +122,7 @@ CHARS = Vocabulary(list("abcd\n"), level="char")
 
 
 def test_generation_is_reproducible_with_a_seed():
-    model = LanguageModel(len(CHARS), E, H, L)
+    model = LanguageModel(len(CHARS), E, rnn_of(H, L))
     first = lm.sample_text(model, CHARS, "ab", 40, temperature=1.0, seed=7)
     assert first == lm.sample_text(model, CHARS, "ab", 40, temperature=1.0, seed=7)
     assert first.startswith("ab") and len(first) == 42
@@ -122,13 +131,13 @@ def test_generation_is_reproducible_with_a_seed():
 
 def test_generated_text_is_streamed_piece_by_piece_as_it_is_returned():
     pieces = []
-    model = LanguageModel(len(CHARS), E, H, L)
+    model = LanguageModel(len(CHARS), E, rnn_of(H, L))
     text = lm.sample_text(model, CHARS, "a", 10, seed=0, write=pieces.append)
     assert "".join(pieces) == text and len(pieces) == 11
 
 
 def test_top_k_1_always_draws_the_most_likely_token():
-    model = LanguageModel(len(CHARS), E, H, L).eval()
+    model = LanguageModel(len(CHARS), E, rnn_of(H, L)).eval()
     ids = list(lm.generate_ids(model, [0], 1, top_k=1, generator=torch.Generator().manual_seed(3)))
     assert ids == [int(model.step(torch.tensor([[0]]))[0][0, -1].argmax())]
 
@@ -141,13 +150,13 @@ def test_top_k_1_always_draws_the_most_likely_token():
     ],
 )
 def test_bad_sampling_settings_are_refused(kwargs, message):
-    model = LanguageModel(len(CHARS), E, H, L)
+    model = LanguageModel(len(CHARS), E, rnn_of(H, L))
     with pytest.raises(ValueError, match=message):
         lm.sample_text(model, CHARS, "a", 5, **kwargs)
 
 
 def test_a_prompt_character_outside_the_vocabulary_is_an_error_naming_it():
-    model = LanguageModel(len(CHARS), E, H, L)
+    model = LanguageModel(len(CHARS), E, rnn_of(H, L))
     with pytest.raises(ValueError, match="token 'z' is not in the vocabulary"):
         lm.sample_text(model, CHARS, "az", 5)
 
@@ -157,7 +166,7 @@ def test_a_repeated_abcd_is_learned_to_near_zero_loss_and_generated_back():
     vocab = Vocabulary.build([text], "char")
     ids = lm_text.encode(text, vocab)
     torch.manual_seed(0)
-    model = LanguageModel(len(vocab), 8, 16, 1)
+    model = LanguageModel(len(vocab), 8, rnn_of(16, 1))
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     batches = lm_text.StreamWindows(ids, streams=4, bptt=10)
     for _ in range(5):

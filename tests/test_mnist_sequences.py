@@ -11,8 +11,7 @@ import torch
 
 from rnnlab.cli import main
 from rnnlab.experiments import mnist
-from rnnlab.experiments.mnist import MnistConfig, build_model, load_data, pixel_order
-from rnnlab.models import PixelSequence
+from rnnlab.experiments.mnist import MnistConfig, PixelSequence, build_model, load_data, pixel_order
 
 QUIET = ["--no-progress", "--no-plots"]
 

@@ -18,6 +18,7 @@ from rnnlab.cli import main
 from rnnlab.data import brown
 from rnnlab.data.brown import BrownSpec
 from rnnlab.experiments import postag
+from rnnlab.models import make_rnn
 from rnnlab.train import IGNORE_INDEX
 
 pytestmark = pytest.mark.usefixtures("no_network")
@@ -103,8 +104,14 @@ def test_pads_are_never_scored():
 
 
 @pytest.mark.parametrize("impl", ["rnnlab", "rnnlab-reference", "torch"])
-def test_a_packed_batch_tags_each_sentence_as_if_it_were_alone(impl):
-    model = postag.Tagger(vocab_size=9, num_tags=4, embedding_dim=3, hidden_size=5, impl=impl)
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_a_packed_batch_tags_each_sentence_as_if_it_were_alone(impl, cell):
+    model = postag.Tagger(
+        vocab_size=9,
+        num_tags=4,
+        embedding_dim=3,
+        make_rnn=lambda size: make_rnn(cell, impl, size, 5, bidirectional=True),
+    )
     model.eval()
     sentences = [torch.tensor(s) for s in ([1, 2, 3], [4, 5, 6, 7, 8], [3], [2, 2])]
     batch = model(pack_sequence(sentences, enforce_sorted=False))  # (4, 5, 4)

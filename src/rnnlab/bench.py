@@ -1,15 +1,22 @@
-"""Timing of rnnlab's RNN against torch.nn.RNN, the way nanoGPT's bench.py times a step.
+"""Timing of rnnlab's RNN, GRU and LSTM against torch.nn's, the way nanoGPT's bench.py times a
+step.
 
 Every contender gets the same weights and the same input; the contenders run interleaved,
 round after round in rotating order, so that noise from the machine hits all of them alike;
 each figure is the median over rounds of the mean time per iteration in that round. Nothing
 here asserts a speed: it measures and prints.
+
+torch runs its CPU RNN and GRU as ATen's loop of ops, and its float32 LSTM as oneDNN's fused
+kernel (not for packed input, where its own loop runs); for the LSTM the table times torch
+both ways, oneDNN on ("torch") and off ("torch native"), and names the path that ran.
 """
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_sequence
 
-from rnnlab.nn import RNN
+from rnnlab.models import CELLS, GATES, MODULES
 
 
 @dataclass(frozen=True)
@@ -40,13 +47,14 @@ class Shape:
         low = min(5, self.steps)
         return [low + (7 * i) % (self.steps - low + 1) for i in range(self.batch)]
 
-    def flops(self, backward: bool) -> float:
-        """Multiply-adds x 2 of the matmuls: input projections and recurrences of every layer.
-        The backward pass does twice the forward's (input and weight gradients)."""
+    def flops(self, backward: bool, gates: int = 1) -> float:
+        """Multiply-adds x 2 of the matmuls: input projections and recurrences of every layer,
+        `gates` blocks of H each. The backward does twice the forward's (input and weight
+        gradients)."""
         rows, h = sum(self.lengths()), self.hidden_size
         forward = sum(2 * rows * h * (self.input_size if k == 0 else h) for k in range(self.layers))
         forward += self.layers * 2 * rows * h * h
-        return forward * (3 if backward else 1)
+        return gates * forward * (3 if backward else 1)
 
 
 SHAPES = (
@@ -61,38 +69,74 @@ SHAPES = (
     ),
 )
 
-CONTENDERS = ("torch", "rnnlab-reference", "rnnlab")
+
+def contenders(cell: str) -> tuple[str, ...]:
+    """The contenders of `cell`'s table: torch's module (and for the LSTM torch's native loop
+    beside its oneDNN kernel), rnnlab's reference loop and rnnlab's fused path."""
+    native = ("torch native",) if cell == "lstm" else ()
+    return ("torch", *native, "rnnlab-reference", "rnnlab")
 
 
-def build_contenders(shape: Shape, seed: int = 0) -> dict[str, nn.Module]:
-    """torch.nn.RNN and rnnlab's two implementations, all with the same weights."""
+def build_contenders(shape: Shape, cell: str = "rnn", seed: int = 0) -> dict[str, nn.Module]:
+    """torch.nn's module of `cell` and rnnlab's two implementations, all with the same weights
+    ("torch native" is torch's own module, run with oneDNN off by `step_function`)."""
     torch.manual_seed(seed)
-    reference = nn.RNN(shape.input_size, shape.hidden_size, shape.layers)
+    ours, theirs = MODULES[cell]
+    reference = theirs(shape.input_size, shape.hidden_size, shape.layers)
     modules = {
         "torch": reference,
-        "rnnlab-reference": RNN(
+        "torch native": reference,
+        "rnnlab-reference": ours(
             shape.input_size, shape.hidden_size, shape.layers, impl="reference"
         ),
-        "rnnlab": RNN(shape.input_size, shape.hidden_size, shape.layers),
+        "rnnlab": ours(shape.input_size, shape.hidden_size, shape.layers),
     }
     for module in modules.values():
         module.load_state_dict(reference.state_dict())
-    return modules
+    return {name: modules[name] for name in contenders(cell)}
 
 
-def step_function(module: nn.Module, x: torch.Tensor, backward: bool) -> Callable[[], None]:
-    """One iteration: forward under no_grad, or forward and backward of a loss on output and h_n."""
+@contextlib.contextmanager
+def without_onednn():
+    """torch with oneDNN off, so that its LSTM runs ATen's loop of ops."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "TF32 acceleration on top of oneDNN", UserWarning)
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
+
+
+def step_function(
+    module: nn.Module, x: torch.Tensor, backward: bool, native: bool = False
+) -> Callable[[], None]:
+    """One iteration: forward under no_grad, or forward and backward of a loss on the output
+    and the final state; `native`: with oneDNN off."""
 
     def forward_only() -> None:
         with torch.no_grad():
             module(x)
 
     def forward_backward() -> None:
-        output, h_n = module(x)  # (T, B, H) or packed (N, H), (L, B, H)
+        output, state = module(x)  # (T, B, H) or packed (N, H); (L, B, H) or (h_n, c_n)
         steps = output.data if isinstance(output, PackedSequence) else output
-        (steps.sum() + h_n.sum()).backward()
+        states = state if isinstance(state, tuple) else (state,)
+        (steps.sum() + sum(s.sum() for s in states)).backward()
 
-    return forward_backward if backward else forward_only
+    step = forward_backward if backward else forward_only
+    if not native:
+        return step
+
+    def natively() -> None:
+        with without_onednn():
+            step()
+
+    return natively
+
+
+def torch_path(cell: str, shape: Shape) -> str:
+    """Which of torch's CPU implementations its module of `cell` runs at `shape` (float32)."""
+    if cell == "lstm" and not shape.packed and torch.backends.mkldnn.is_available():
+        return "oneDNN"
+    return "ATen loop"
 
 
 def time_interleaved(
@@ -142,42 +186,61 @@ def make_input(shape: Shape) -> torch.Tensor | PackedSequence:
 
 
 def run_benchmark(
-    shapes=SHAPES, rounds: int = 7, min_seconds: float = 0.1, log=print
+    shapes=SHAPES, cell: str = "rnn", rounds: int = 7, min_seconds: float = 0.1, log=print
 ) -> list[dict[str, object]]:
-    """Time every contender at every shape, forward and forward+backward; return the rows
-    and print them as a table through `log`."""
+    """Time every contender of `cell` at every shape, forward and forward+backward; return the
+    rows and print them as a table through `log`."""
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {', '.join(CELLS)}; got {cell!r}")
+    names = contenders(cell)
     peak = matmul_gflops()
     log(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
+        f"{cell}: torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
         f"{torch.backends.cpu.get_cpu_capability()}, large-matmul peak {peak:.1f} GFLOP/s "
         f"(float32, 1024x1024)"
     )
-    header = (
-        f"{'shape':<12} {'pass':<8} {'torch ms':>9} {'ref ms':>9} {'rnnlab ms':>10} "
-        f"{'vs torch':>9} {'GFLOP/s':>8} {'of peak':>8}"
+    short = {
+        "torch": "torch",
+        "torch native": "native",
+        "rnnlab-reference": "ref",
+        "rnnlab": "rnnlab",
+    }
+    header = f"{'shape':<12} {'pass':<8} {'torch path':<10} " + " ".join(
+        f"{short[n] + ' ms':>10}" for n in names
     )
+    header += f" {'vs torch':>9}" + (f" {'vs native':>9}" if cell == "lstm" else "")
+    header += f" {'GFLOP/s':>8} {'of peak':>8}"
     log(header)
     log("-" * len(header))
     rows = []
     for shape in shapes:
-        modules = build_contenders(shape)
+        modules = build_contenders(shape, cell)
         x = make_input(shape)
         for backward in (False, True):
-            steps = {name: step_function(m, x, backward) for name, m in modules.items()}
+            steps = {
+                name: step_function(module, x, backward, native=name == "torch native")
+                for name, module in modules.items()
+            }
             seconds = time_interleaved(steps, rounds, min_seconds)
-            gflops = shape.flops(backward) / seconds["rnnlab"] / 1e9
+            gflops = shape.flops(backward, GATES[cell]) / seconds["rnnlab"] / 1e9
             row = {
+                "cell": cell,
                 "shape": shape.name,
                 "pass": "fwd+bwd" if backward else "fwd",
-                **{f"{name} ms": seconds[name] * 1e3 for name in CONTENDERS},
+                "torch path": torch_path(cell, shape),
+                **{f"{name} ms": seconds[name] * 1e3 for name in names},
                 "ratio": seconds["rnnlab"] / seconds["torch"],
                 "gflops": gflops,
                 "share_of_peak": gflops / peak,
             }
+            if cell == "lstm":
+                row["ratio_native"] = seconds["rnnlab"] / seconds["torch native"]
             rows.append(row)
-            log(
-                f"{shape.name:<12} {row['pass']:<8} {row['torch ms']:>9.2f} "
-                f"{row['rnnlab-reference ms']:>9.2f} {row['rnnlab ms']:>10.2f} "
-                f"{row['ratio']:>8.2f}x {gflops:>8.1f} {gflops / peak:>7.0%}"
+            line = f"{shape.name:<12} {row['pass']:<8} {row['torch path']:<10} " + " ".join(
+                f"{row[name + ' ms']:>10.2f}" for name in names
             )
+            line += f" {row['ratio']:>8.2f}x"
+            if cell == "lstm":
+                line += f" {row['ratio_native']:>8.2f}x"
+            log(f"{line} {gflops:>8.1f} {gflops / peak:>7.0%}")
     return rows

@@ -1,97 +1,152 @@
-"""The seed's small models, built on an RNN that can be rnnlab's or torch's.
+"""What every experiment's model shares: the recurrent network as one group of options and one
+builder, and the two things a model does with a state of any arity (an LSTM's is (h, c)).
 
-`SequenceTagger` maps each step of a token sequence to a class (the "hello" -> "ohlol"
-experiment): one-hot or embedded tokens -> RNN -> Linear at every step. `RowClassifier`
-reads a 28x28 image as 28 steps of 28 pixels and classifies it from the last hidden state;
-`PixelSequence` in front of it makes the steps single pixels (pixel and permuted MNIST).
-`LanguageModel` predicts the next token at every step, carrying its hidden state from one
-batch to the next (truncated backpropagation through time). Nothing here knows where data
-comes from or how it is trained.
+`RNNOptions` is the group every experiment's config inherits (`--cell`, `--hidden`,
+`--layers`, `--nonlinearity`, `--impl`, `--init`), each experiment choosing its own defaults
+with the `*_option` helpers; `RNNOptions.build_rnn` (over `make_rnn`) builds the network they
+describe, rnnlab's or torch's, so that adding a cell touches no experiment. Each experiment's
+model class lives in its own file.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from rnnlab.nn import RNN, init
-from rnnlab.options import option
+from rnnlab.nn import GRU, LSTM, RNN, init
+from rnnlab.options import check_choice, option
 
+CELLS = ("rnn", "gru", "lstm")
 IMPLS = ("rnnlab", "rnnlab-reference", "torch")
 INITS = ("default", "identity", "orthogonal")
 NONLINEARITIES = ("tanh", "relu")
+MODULES = {"rnn": (RNN, nn.RNN), "gru": (GRU, nn.GRU), "lstm": (LSTM, nn.LSTM)}  # ours, torch's
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # gate blocks stacked in each weight
 
 
-def impl_option():
-    """The `--impl` option every experiment's config declares."""
-    return option(
-        "rnnlab", "rnnlab's fused path, its reference loop, or torch.nn.RNN", choices=IMPLS
-    )
+def cell_option(default: str = "rnn"):
+    return option(default, "the recurrent cell: Elman's tanh/relu RNN, GRU or LSTM", choices=CELLS)
 
 
-def nonlinearity_option():
-    """The `--nonlinearity` option every experiment's config declares."""
-    return option("tanh", "the RNN's activation", choices=NONLINEARITIES)
+def hidden_option(default: int):
+    return option(default, "hidden units per layer (and direction)")
+
+
+def layers_option(default: int = 1):
+    return option(default, "stacked recurrent layers")
 
 
 def init_option(default: str = "default"):
-    """The `--init` option of the experiments that choose the recurrent weights' start."""
     return option(
         default,
-        "recurrent weights: torch's uniform, identity (IRNN) or orthogonal",
+        "recurrent weights, per gate block: torch's uniform, identity (IRNN) or orthogonal",
         choices=INITS,
     )
 
 
-def check_rnn_settings(
-    impl: str, nonlinearity: str, hidden: int, layers: int, input_size: int = 1
-) -> None:
-    """Refuse, naming the value and the valid ones, an RNN setting an experiment config holds;
-    and sizes whose float32 weights alone could not fit in this machine's memory."""
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {', '.join(IMPLS)}; got {impl!r}")
-    if nonlinearity not in NONLINEARITIES:
-        raise ValueError(f"nonlinearity must be 'tanh' or 'relu'; got {nonlinearity!r}")
-    for name, value in (("hidden", hidden), ("layers", layers)):
-        if value < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}")
-    # W_hh (H, H) and W_ih (H, I) per layer, the layers above reading H: 4 bytes a weight
-    weights = layers * hidden * (hidden + 2) + hidden * (input_size + (layers - 1) * hidden)
+@dataclass
+class RNNOptions:
+    """The recurrent network of an experiment: the config fields every experiment has."""
+
+    cell: str = cell_option()
+    hidden: int = hidden_option(128)
+    layers: int = layers_option()
+    nonlinearity: str = option(
+        "tanh", "the Elman cell's activation (--cell rnn only)", choices=NONLINEARITIES
+    )
+    impl: str = option(
+        "rnnlab",
+        "rnnlab's fused path, its reference loop, or torch.nn's module of the cell",
+        choices=IMPLS,
+    )
+    init: str = init_option()
+
+    def check_rnn(self, input_size: int = 1) -> None:
+        """Refuse, naming the value and the valid ones, a setting of the group; the
+        nonlinearity of a gated cell; and sizes whose float32 weights alone could not fit in
+        this machine's memory. For a config's __post_init__."""
+        for name, choices in (
+            ("cell", CELLS),
+            ("impl", IMPLS),
+            ("init", INITS),
+            ("nonlinearity", NONLINEARITIES),
+        ):
+            check_choice(name, getattr(self, name), choices)
+        if self.cell != "rnn" and self.nonlinearity != "tanh":
+            raise ValueError(
+                f"--nonlinearity chooses the Elman cell's activation; a {self.cell.upper()} has "
+                f"its own (sigmoid gates, tanh), so it takes none (got {self.nonlinearity!r})"
+            )
+        for name in ("hidden", "layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        check_memory(self.cell, self.hidden, self.layers, input_size)
+
+    def build_rnn(self, input_size: int, dropout: float = 0.0, bidirectional: bool = False):
+        """The batch-first recurrent network these options describe (`make_rnn`)."""
+        return make_rnn(
+            self.cell,
+            self.impl,
+            input_size,
+            self.hidden,
+            self.layers,
+            nonlinearity=self.nonlinearity,
+            init_scheme=self.init,
+            dropout=dropout,
+            bidirectional=bidirectional,
+        )
+
+
+def check_memory(cell: str, hidden: int, layers: int, input_size: int = 1) -> None:
+    """Refuse sizes whose float32 weights alone could not fit in this machine's memory."""
+    # per layer G gate blocks of W_hh (H, H), W_ih (H, I or H) and two biases, 4 bytes each
+    inputs = input_size + (layers - 1) * hidden
+    weights = GATES[cell] * (layers * hidden * (hidden + 2) + hidden * inputs)
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if 4 * weights > memory:
         raise ValueError(
-            f"hidden {hidden} x layers {layers} needs {4 * weights:.3g} bytes of weights, more "
-            f"than this machine's {memory:.3g} bytes of memory; choose a smaller --hidden"
+            f"hidden {hidden} x layers {layers} ({cell}) needs {4 * weights:.3g} bytes of "
+            f"weights, more than this machine's {memory:.3g} bytes of memory; choose a smaller "
+            "--hidden"
         )
 
 
 def make_rnn(
+    cell: str,
     impl: str,
     input_size: int,
     hidden_size: int,
     num_layers: int = 1,
+    *,
     nonlinearity: str = "tanh",
     init_scheme: str = "default",
     dropout: float = 0.0,
     bidirectional: bool = False,
 ) -> nn.Module:
-    """A batch-first RNN: `impl` 'rnnlab' (fused fast path), 'rnnlab-reference' (the per-step
-    loop) or 'torch' (torch.nn.RNN); `init_scheme` 'default' (torch's uniform), 'identity'
-    (IRNN: W_hh = I, zero biases) or 'orthogonal' (W_hh orthogonal); `bidirectional` adds a
-    stack that reads the steps backwards."""
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {', '.join(IMPLS)}; got {impl!r}")
-    if init_scheme not in INITS:
-        raise ValueError(f"init must be one of {', '.join(INITS)}; got {init_scheme!r}")
-    args = (input_size, hidden_size, num_layers, nonlinearity)
-    kwargs = {"batch_first": True, "dropout": dropout, "bidirectional": bidirectional}
+    """A batch-first recurrent network of `cell` ('rnn', 'gru', 'lstm'): `impl` 'rnnlab' (the
+    fused path), 'rnnlab-reference' (the per-step loop) or 'torch' (torch.nn's module);
+    `init_scheme` 'default' (torch's uniform), 'identity' (each W_hh block = I, zero biases:
+    IRNN) or 'orthogonal' (each W_hh block orthogonal); `nonlinearity` for 'rnn' only."""
+    check_choice("cell", cell, CELLS)
+    check_choice("impl", impl, IMPLS)
+    check_choice("init", init_scheme, INITS)
+    kwargs = {
+        "num_layers": num_layers,
+        "batch_first": True,
+        "dropout": dropout,
+        "bidirectional": bidirectional,
+    }
+    if cell == "rnn":
+        kwargs["nonlinearity"] = nonlinearity
+    ours, theirs = MODULES[cell]
     if impl == "torch":
-        rnn = nn.RNN(*args, **kwargs)
+        rnn = theirs(input_size, hidden_size, **kwargs)
     else:
-        rnn = RNN(*args, **kwargs, impl="reference" if impl == "rnnlab-reference" else "fused")
+        rnn = ours(
+            input_size, hidden_size, **kwargs, impl="reference" if "reference" in impl else "fused"
+        )
     if init_scheme == "identity":
         init.identity_(rnn, zero_bias=True)
     elif init_scheme == "orthogonal":
@@ -99,140 +154,13 @@ def make_rnn(
     return rnn
 
 
-class SequenceTagger(nn.Module):
-    """Tokens in, one class per step out: (B, T) ids -> (B, T, num_classes) logits.
-
-    With `embedding_dim` None the tokens enter one-hot (the seed's first model); otherwise
-    through a learned `nn.Embedding` (its second model). A Linear maps every h_t to logits.
-    """
-
-    def __init__(
-        self,
-        vocab_size: int,
-        num_classes: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        embedding_dim: int | None = None,
-        impl: str = "rnnlab",
-        nonlinearity: str = "tanh",
-    ) -> None:
-        super().__init__()
-        self.vocab_size = vocab_size
-        self.embedding = nn.Embedding(vocab_size, embedding_dim) if embedding_dim else None
-        input_size = embedding_dim or vocab_size
-        self.rnn = make_rnn(impl, input_size, hidden_size, num_layers, nonlinearity)
-        self.head = nn.Linear(hidden_size, num_classes)
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        if self.embedding is not None:
-            x = self.embedding(tokens)  # (B, T, E)
-        else:
-            x = F.one_hot(tokens, self.vocab_size).to(self.head.weight.dtype)  # (B, T, V)
-        h, _ = self.rnn(x)  # (B, T, H)
-        return self.head(h)  # (B, T, C)
+def hidden_of(state) -> Tensor:
+    """h of a recurrent module's state: the state itself (RNN, GRU) or an LSTM's (h, c)[0]."""
+    return state[0] if isinstance(state, tuple) else state
 
 
-class RowClassifier(nn.Module):
-    """An image read row by row: (B, rows, cols) pixels -> (B, num_classes) logits from the
-    top layer's last hidden state h_T."""
-
-    def __init__(
-        self,
-        input_size: int = 28,
-        hidden_size: int = 128,
-        num_layers: int = 3,
-        num_classes: int = 10,
-        impl: str = "rnnlab",
-        nonlinearity: str = "tanh",
-        init_scheme: str = "default",
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.rnn = make_rnn(
-            impl, input_size, hidden_size, num_layers, nonlinearity, init_scheme, dropout
-        )
-        self.head = nn.Linear(hidden_size, num_classes)
-
-    def forward(self, images: Tensor) -> Tensor:
-        _, h_n = self.rnn(images)  # (L, B, H)
-        return self.head(h_n[-1])  # (B, C)
-
-
-class PixelSequence(nn.Module):
-    """An image read pixel by pixel: (B, rows, cols) -> (B, rows * cols, 1), row-major, or in
-    `order` (a permutation of the pixel indices) when given: the sequential and permuted MNIST
-    tasks. The order is a buffer, so it travels in the state_dict with the weights."""
-
-    def __init__(self, order: list[int] | None = None) -> None:
-        super().__init__()
-        index = None if order is None else torch.as_tensor(order, dtype=torch.int64)  # (P,)
-        self.register_buffer("order", index)
-
-    def forward(self, images: Tensor) -> Tensor:
-        pixels = images.flatten(1)  # (B, P)
-        if self.order is not None:
-            pixels = pixels[:, self.order]  # (B, P)
-        return pixels.unsqueeze(-1)  # (B, P, 1)
-
-
-class LanguageModel(nn.Module):
-    """Next-token prediction with the hidden state carried: ids (B, T) -> logits (B, T, V).
-
-    embedding (V -> E) -> dropout -> RNN (E -> H, L layers, dropout between layers) ->
-    dropout -> Linear (H -> V); with `tied` the Linear's weight is the embedding's (E == H).
-
-    `forward(tokens)` starts from the state its previous call left (detached: truncated BPTT)
-    when that call was in the same mode (training or eval) with the same batch size, else
-    from zeros; `reset_state()` forgets both, and so does loading weights. `step(tokens,
-    state)` is the stateless form: it takes and returns the state (L, B, H) explicitly.
-    """
-
-    def __init__(
-        self,
-        vocab_size: int,
-        embedding: int,
-        hidden: int,
-        layers: int,
-        nonlinearity: str = "tanh",
-        impl: str = "rnnlab",
-        dropout: float = 0.0,
-        tied: bool = False,
-        init_scheme: str = "default",
-    ) -> None:
-        super().__init__()
-        if tied and embedding != hidden:
-            raise ValueError(
-                f"--tied shares the embedding and output weights, so it needs --embedding equal "
-                f"to --hidden; got embedding {embedding}, hidden {hidden}"
-            )
-        self.embedding = nn.Embedding(vocab_size, embedding)
-        self.rnn = make_rnn(
-            impl, embedding, hidden, layers, nonlinearity, init_scheme, dropout=dropout
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden, vocab_size)
-        if tied:
-            self.head.weight = self.embedding.weight
-        self._carried: dict[bool, Tensor] = {}  # training mode -> (L, B, H), detached
-
-    def reset_state(self) -> None:
-        self._carried.clear()
-
-    def load_state_dict(self, *args, **kwargs):
-        self.reset_state()  # a state carried by other weights means nothing to these
-        return super().load_state_dict(*args, **kwargs)
-
-    def step(self, tokens: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Logits (B, T, V) for ids (B, T) from `state` (L, B, H) (None: zeros), and the
-        state after the last step."""
-        x = self.dropout(self.embedding(tokens))  # (B, T, E)
-        h, state = self.rnn(x, state)  # (B, T, H), (L, B, H)
-        return self.head(self.dropout(h)), state  # (B, T, V), (L, B, H)
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        carried = self._carried.get(self.training)
-        if carried is not None and carried.shape[1] != tokens.shape[0]:
-            carried = None  # another layout of streams: start afresh
-        logits, state = self.step(tokens, carried)
-        self._carried[self.training] = state.detach()
-        return logits  # (B, T, V)
+def detached(state):
+    """The state cut from the graph that made it, whatever its arity: carried from batch to
+    batch, it starts truncated backpropagation through time afresh (word_language_model's
+    repackage_hidden)."""
+    return state.detach() if isinstance(state, Tensor) else tuple(detached(s) for s in state)

@@ -11,12 +11,13 @@ import torch
 from rnnlab.bench import SHAPES, Shape, run_benchmark
 from rnnlab.bench_run import compare_with_seed
 from rnnlab.files import atomic_write
+from rnnlab.models import CELLS
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "bench",
-        help="time rnnlab.RNN (fast and reference paths) against torch.nn.RNN",
+        help="time rnnlab's RNN, GRU or LSTM (fused and reference paths) against torch.nn's",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
@@ -24,6 +25,12 @@ def add_parser(subparsers) -> None:
         type=int,
         default=torch.get_num_threads(),
         help="torch threads, pinned for the whole run",
+    )
+    parser.add_argument(
+        "--cell",
+        action="append",
+        choices=CELLS,
+        help="time this cell (repeatable); None: rnn, gru and lstm, a table each",
     )
     parser.add_argument(
         "--rounds",
@@ -77,9 +84,13 @@ def run(args: argparse.Namespace) -> int:
                 "dry-packed", batch=3, steps=6, input_size=4, hidden_size=5, layers=2, packed=True
             ),
         ]
-        rows = run_benchmark(shapes, rounds=1, min_seconds=0.0)
-    else:
-        rows = run_benchmark(shapes, rounds=args.rounds)
+    cells = args.cell or list(CELLS)
+    rows = []
+    for cell in cells:
+        if args.dry_run:
+            rows += run_benchmark(shapes, cell, rounds=1, min_seconds=0.0)
+        else:
+            rows += run_benchmark(shapes, cell, rounds=args.rounds)
     if args.json:
         record = {"threads": args.threads, "torch": torch.__version__, "rows": rows}
         atomic_write(args.json, json.dumps(record, indent=2).encode())

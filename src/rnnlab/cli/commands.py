@@ -29,6 +29,7 @@ from rnnlab.experiments import (
     restore,
     train,
 )
+from rnnlab.models import RNNOptions
 from rnnlab.options import option
 from rnnlab.train import TrainConfig
 from rnnlab.train.distributed import is_launch_main
@@ -62,7 +63,11 @@ CV_DESCRIPTION = (
 def add_training_options(parser, experiment: Experiment, cv: bool = False) -> None:
     """The experiment's settings, the training options with its recipe, the run's place; and
     --config / --print-config. The parser remembers the classes a --config file may set."""
-    add_options(parser, experiment.config, experiment.cv_defaults if cv else None, "experiment")
+    defaults = experiment.cv_defaults if cv else None
+    network = [f.name for f in dataclasses.fields(RNNOptions)]
+    own = [f.name for f in dataclasses.fields(experiment.config) if f.name not in network]
+    add_options(parser, experiment.config, defaults, "experiment", only=own)
+    add_options(parser, experiment.config, defaults, "recurrent network", only=network)
     add_options(parser, TrainConfig, experiment.train_defaults, "training")
     add_options(parser, RunOptions, None, "run folder")
     if cv:

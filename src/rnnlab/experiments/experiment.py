@@ -120,7 +120,12 @@ class Experiment:
     legacy_defaults: dict = field(default_factory=dict)
 
     def run_name(self, config) -> str:
-        return self.default_name(config) if self.default_name else self.name
+        """The run folder's default name: `default_name`'s or `name`, and `-gru`, `-lstm` for
+        a cell other than the config's default."""
+        name = self.default_name(config) if self.default_name else self.name
+        cells = {f.name: f.default for f in dataclasses.fields(config)}
+        cell = getattr(config, "cell", None)
+        return name if cell == cells.get("cell") else f"{name}-{cell}"
 
     def run_commands(self) -> tuple[RunCommand, ...]:
         return ((self.predict,) if self.predict else ()) + self.commands

@@ -17,7 +17,9 @@ one of the two gets right, with McNemar's exact test on them: is the gap more th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -34,7 +36,7 @@ from torch.utils.data import Dataset
 from rnnlab.data import LANGUAGES, load_wordlists
 from rnnlab.data.wordlists import WORDFREQ
 from rnnlab.experiments.experiment import Data, Experiment, RunCommand, SavedRun
-from rnnlab.models import check_rnn_settings, impl_option, make_rnn, nonlinearity_option
+from rnnlab.models import RNNOptions, hidden_of, hidden_option
 from rnnlab.options import check_choices, check_range, option
 from rnnlab.train import EvalResult
 
@@ -46,7 +48,8 @@ BASELINE = "char 1-4-gram tf-idf + linear SVM"  # its name in baselines.json
 
 
 @dataclass
-class LangidConfig:
+class LangidConfig(RNNOptions):
+    hidden: int = hidden_option(256)
     words: int = option(5000, "top words of >= 3 letters taken per language (shared ones dropped)")
     data_dir: str | None = option(
         None,
@@ -63,11 +66,7 @@ class LangidConfig:
     ngram_min_count: int = option(
         2, "an n-gram seen fewer times than this in the training words reads as unseen"
     )
-    hidden: int = option(256, "hidden units per layer and direction")
-    layers: int = option(1, "stacked RNN layers")
     bidirectional: bool = option(True, "also read each word from its end; --no-bidirectional")
-    nonlinearity: str = nonlinearity_option()
-    impl: str = impl_option()
     dropout: float = option(0.3, "dropout on the characters' vectors and the word's vector")
     ngram_dropout: float = option(
         0.4, "in training, each n-gram a step reads is read as unseen with this chance"
@@ -81,7 +80,7 @@ class LangidConfig:
 
     def __post_init__(self) -> None:
         check_choices(self)
-        check_rnn_settings(self.impl, self.nonlinearity, self.hidden, self.layers)
+        self.check_rnn()
         check_range("words", self.words, 1)
         check_range("embedding", self.embedding, 0)
         check_range("ngrams", self.ngrams, 1, 8)
@@ -197,12 +196,8 @@ class WordClassifier(nn.Module):
         self,
         vocab_size: int,
         num_classes: int,
-        hidden_size: int,
-        num_layers: int = 1,
+        make_rnn: Callable[[int], nn.Module],
         embedding_dim: int | None = None,
-        bidirectional: bool = True,
-        impl: str = "rnnlab",
-        nonlinearity: str = "tanh",
         dropout: float = 0.0,
         ngrams: int = 0,
         ngram_dropout: float = 0.0,
@@ -219,20 +214,12 @@ class WordClassifier(nn.Module):
             # holds) stays what an unseen one is, a zero vector
             self.ngram_embedding = nn.Embedding(ngrams + 1, embedding_dim, padding_idx=UNKNOWN)
             nn.init.zeros_(self.ngram_embedding.weight)
-        self.directions = 2 if bidirectional else 1
-        self.rnn = make_rnn(
-            impl,
-            embedding_dim or vocab_size,
-            hidden_size,
-            num_layers,
-            nonlinearity,
-            dropout=dropout if num_layers > 1 else 0.0,
-            bidirectional=bidirectional,
-        )
+        self.rnn = make_rnn(embedding_dim or vocab_size)
+        self.directions = 2 if self.rnn.bidirectional else 1
         self.dropout = nn.Dropout(dropout)
         self.ngram_dropout = ngram_dropout
         self.pool = pool
-        self.head = nn.Linear(len(pool) * self.directions * hidden_size, num_classes)
+        self.head = nn.Linear(len(pool) * self.directions * self.rnn.hidden_size, num_classes)
 
     def forward(self, words: PackedSequence) -> Tensor:
         ids = words.data  # (N, K) every step of every word, N = sum of lengths
@@ -255,7 +242,7 @@ class WordClassifier(nn.Module):
     def _pooled(self, pool: str, h: Tensor, lengths: Tensor, h_n: Tensor) -> Tensor:
         """(B, D*H): one pool of the padded top-layer states h (B, T, D*H)."""
         if pool == "last":
-            return torch.cat(list(h_n[-self.directions :]), dim=-1)  # h_T of each direction
+            return torch.cat(list(hidden_of(h_n)[-self.directions :]), dim=-1)  # h_T per direction
         if pool == "mean":
             return h.sum(dim=1) / lengths.to(h)[:, None]  # pads are 0 in h
         steps = torch.arange(h.shape[1])[None, :] < lengths[:, None]  # (B, T)
@@ -264,15 +251,16 @@ class WordClassifier(nn.Module):
 
 
 def build_model(config: LangidConfig, meta: dict) -> WordClassifier:
+    make_rnn = partial(
+        config.build_rnn,
+        dropout=config.dropout if config.layers > 1 else 0.0,
+        bidirectional=config.bidirectional,
+    )
     return WordClassifier(
         vocab_size=len(meta["characters"]) + 1,
         num_classes=len(meta["languages"]),
-        hidden_size=config.hidden,
-        num_layers=config.layers,
+        make_rnn=make_rnn,
         embedding_dim=config.embedding or None,
-        bidirectional=config.bidirectional,
-        impl=config.impl,
-        nonlinearity=config.nonlinearity,
         dropout=config.dropout,
         ngrams=len(meta.get("ngrams", ())),
         ngram_dropout=config.ngram_dropout,
@@ -393,8 +381,15 @@ EXPERIMENT = Experiment(
     collate=collate,
     predict=RunCommand("predict", "the likeliest languages of each word", PredictOptions, predict),
     evaluate_fields=("data_dir",),
-    # what runs from before --ngrams, --ngram-min-count and --pool did
-    legacy_defaults=dict(ngrams=1, ngram_dropout=0.0, ngram_min_count=2, pool="last+max+mean"),
+    # what runs from before --ngrams, --ngram-min-count, --pool, --cell and --init did
+    legacy_defaults=dict(
+        ngrams=1,
+        ngram_dropout=0.0,
+        ngram_min_count=2,
+        pool="last+max+mean",
+        cell="rnn",
+        init="default",
+    ),
     baselines=baselines,
     test_metrics=test_metrics,
 )

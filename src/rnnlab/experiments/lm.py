@@ -2,7 +2,7 @@
 
 Tokens are characters (or the N most frequent words plus '<unk>'); an Embedding feeds an RNN
 whose every step predicts the next token through a Linear and softmax, trained with
-cross-entropy (`rnnlab.models.LanguageModel`). Training is truncated backpropagation through
+cross-entropy (`LanguageModel`). Training is truncated backpropagation through
 time as practitioners do it: the training text runs as `--batch-size` parallel streams cut
 into windows of `--bptt` steps, and the hidden state is carried from window to window and
 detached, so gradients span one window while the state spans the whole stream
@@ -22,9 +22,11 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
+from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
@@ -33,17 +35,74 @@ from rnnlab.data.lm_text import LEVELS, NEWLINE, StreamWindows, detokenize, load
 from rnnlab.experiments.experiment import Data, Experiment, RunCommand, SavedRun
 from rnnlab.experiments.ngram import count_baselines
 from rnnlab.files import SAMPLES_FILE
-from rnnlab.models import (
-    LanguageModel,
-    check_rnn_settings,
-    impl_option,
-    init_option,
-    nonlinearity_option,
-)
+from rnnlab.models import RNNOptions, detached, hidden_of, hidden_option, layers_option
 from rnnlab.options import check_choices, check_range, option
 from rnnlab.train.distributed import DistributedContext
 
 EVAL_STREAMS = 8  # validation and test run as this many streams, each carrying its state
+
+
+# --- the model --------------------------------------------------------------------------------
+
+
+class LanguageModel(nn.Module):
+    """Next-token prediction with the hidden state carried: ids (B, T) -> logits (B, T, V).
+
+    embedding (V -> E) -> dropout -> recurrent network (`make_rnn(E)`: any cell, E -> H, L
+    layers, dropout between layers) -> dropout -> Linear (H -> V); with `tied` the Linear's
+    weight is the embedding's (E == H).
+
+    `forward(tokens)` starts from the state its previous call left (detached: truncated BPTT)
+    when that call was in the same mode (training or eval) with the same batch size, else
+    from zeros; `reset_state()` forgets both, and so does loading weights. `step(tokens,
+    state)` is the stateless form: it takes and returns the state ((L, B, H), or an LSTM's
+    pair) explicitly.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding: int,
+        make_rnn: Callable[[int], nn.Module],
+        dropout: float = 0.0,
+        tied: bool = False,
+    ) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding)
+        self.rnn = make_rnn(embedding)
+        hidden = self.rnn.hidden_size
+        if tied and embedding != hidden:
+            raise ValueError(
+                f"--tied shares the embedding and output weights, so it needs --embedding equal "
+                f"to --hidden; got embedding {embedding}, hidden {hidden}"
+            )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, vocab_size)
+        if tied:
+            self.head.weight = self.embedding.weight
+        self._carried: dict[bool, object] = {}  # training mode -> the state, detached
+
+    def reset_state(self) -> None:
+        self._carried.clear()
+
+    def load_state_dict(self, *args, **kwargs):
+        self.reset_state()  # a state carried by other weights means nothing to these
+        return super().load_state_dict(*args, **kwargs)
+
+    def step(self, tokens: Tensor, state=None):
+        """Logits (B, T, V) for ids (B, T) from `state` (None: zeros), and the state after
+        the last step."""
+        x = self.dropout(self.embedding(tokens))  # (B, T, E)
+        h, state = self.rnn(x, state)  # (B, T, H), the state
+        return self.head(self.dropout(h)), state  # (B, T, V), the state
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        carried = self._carried.get(self.training)
+        if carried is not None and hidden_of(carried).shape[1] != tokens.shape[0]:
+            carried = None  # another layout of streams: start afresh
+        logits, state = self.step(tokens, carried)
+        self._carried[self.training] = detached(state)
+        return logits  # (B, T, V)
 
 
 # --- generation ------------------------------------------------------------------------------
@@ -71,7 +130,7 @@ def generate_ids(
     was_training = model.training
     model.eval()
     try:
-        logits, state = model.step(torch.tensor([list(prompt)]))  # (1, P, V), (L, 1, H)
+        logits, state = model.step(torch.tensor([list(prompt)]))  # (1, P, V), the state
         for _ in range(length):
             scores = logits[0, -1].double() / temperature  # (V,)
             if top_k is not None and top_k < len(scores):
@@ -136,7 +195,9 @@ def companion_metric(split: str, loss: float, level: str) -> dict[str, float]:
 
 
 @dataclass
-class LMConfig:
+class LMConfig(RNNOptions):
+    hidden: int = hidden_option(512)
+    layers: int = layers_option(2)
     corpus: str = option("shakespeare", "the text to learn", choices=tuple(CORPORA))
     text_file: str | None = option(None, "a UTF-8 text file to learn instead of --corpus")
     data_dir: str | None = option(
@@ -145,11 +206,6 @@ class LMConfig:
     level: str = option("char", "tokens are characters or words", choices=LEVELS)
     words: int = option(10000, "word level: the vocabulary's most frequent words (+ <unk>)")
     embedding: int = option(64, "embedding size")
-    hidden: int = option(512, "hidden units per layer")
-    layers: int = option(2, "stacked RNN layers")
-    nonlinearity: str = nonlinearity_option()
-    impl: str = impl_option()
-    init: str = init_option()
     dropout: float = option(0.0, "dropout on the embedding, between layers and before the output")
     tied: bool = option(False, "share the embedding and output weights (needs embedding == hidden)")
     bptt: int = option(100, "steps per window of truncated backpropagation through time")
@@ -158,7 +214,7 @@ class LMConfig:
 
     def __post_init__(self) -> None:
         check_choices(self)
-        check_rnn_settings(self.impl, self.nonlinearity, self.hidden, self.layers)
+        self.check_rnn()
         for name in ("embedding", "bptt", "batch_size", "words"):
             check_range(name, getattr(self, name), 1)
         check_range("dropout", self.dropout, 0.0, 0.99)
@@ -203,13 +259,9 @@ def build_model(config: LMConfig, meta: dict) -> LanguageModel:
     return LanguageModel(
         vocab_size=len(meta["vocabulary"]["tokens"]),
         embedding=config.embedding,
-        hidden=config.hidden,
-        layers=config.layers,
-        nonlinearity=config.nonlinearity,
-        impl=config.impl,
+        make_rnn=partial(config.build_rnn, dropout=config.dropout),
         dropout=config.dropout,
         tied=config.tied,
-        init_scheme=config.init,
     )
 
 
@@ -304,4 +356,6 @@ EXPERIMENT = Experiment(
     contiguous_folds=True,
     commands=(RunCommand("generate", "stream text after a prompt", GenerateOptions, generate),),
     evaluate_fields=("text_file",),
+    # what runs from before --cell (and --init) did
+    legacy_defaults=dict(cell="rnn"),
 )

@@ -17,21 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import Subset
 
 from rnnlab.data import cache, load_mnist
 from rnnlab.data.batched import collate
 from rnnlab.experiments.experiment import Data, Experiment, RunCommand, SavedRun
 from rnnlab.files import atomic_write
-from rnnlab.models import (
-    PixelSequence,
-    RowClassifier,
-    check_rnn_settings,
-    impl_option,
-    init_option,
-    nonlinearity_option,
-)
+from rnnlab.models import RNNOptions, hidden_of, hidden_option, init_option, layers_option
 from rnnlab.options import check_choices, check_range, option
 
 DATASETS = ("mnist", "fashion-mnist")
@@ -42,7 +35,11 @@ SIDE = 28  # pixels per row and rows per image
 
 
 @dataclass
-class MnistConfig:
+class MnistConfig(RNNOptions):
+    hidden: int = hidden_option(128)
+    layers: int = layers_option(3)
+    # orthogonal learns faster than torch's uniform W_hh in a short run (docs/results)
+    init: str = init_option("orthogonal")
     dataset: str = option("mnist", "data set", choices=DATASETS)
     data_dir: str | None = option(
         None,
@@ -56,21 +53,13 @@ class MnistConfig:
         choices=SEQUENCES,
     )
     permutation_seed: int = option(0, "seed of the pixel order under --sequence permuted")
-    hidden: int = option(128, "hidden units per layer")
-    layers: int = option(3, "stacked RNN layers")
-    nonlinearity: str = nonlinearity_option()
-    # orthogonal learns faster than torch's uniform W_hh in a short run (README)
-    init: str = init_option("orthogonal")
-    impl: str = impl_option()
     dropout: float = option(0.0, "dropout between RNN layers, in training only")
     batch_size: int = option(128, "images per training batch")
     val_size: int = option(5000, "last training images held out for validation; 0 for none")
 
     def __post_init__(self) -> None:
         check_choices(self)
-        check_rnn_settings(
-            self.impl, self.nonlinearity, self.hidden, self.layers, step_size(self.sequence)
-        )
+        self.check_rnn(step_size(self.sequence))
         check_range("permutation_seed", self.permutation_seed, 0, 2**63 - 1)
         check_range("dropout", self.dropout, 0.0, 1.0)
         check_range("batch_size", self.batch_size, 1)
@@ -163,19 +152,43 @@ def baselines(config: MnistConfig, data: Data) -> dict[str, dict[str, float]]:
     return result
 
 
+class RowClassifier(nn.Module):
+    """An image read row by row: (B, rows, cols) pixels -> (B, num_classes) logits from the
+    top layer's last hidden state h_T. `rnn` is a batch-first recurrent module of any cell
+    (`RNNOptions.build_rnn`)."""
+
+    def __init__(self, rnn: nn.Module, num_classes: int = 10) -> None:
+        super().__init__()
+        self.rnn = rnn
+        self.head = nn.Linear(rnn.hidden_size, num_classes)
+
+    def forward(self, images: Tensor) -> Tensor:
+        _, state = self.rnn(images)  # (L, B, H), or an LSTM's pair of them
+        return self.head(hidden_of(state)[-1])  # (B, C)
+
+
+class PixelSequence(nn.Module):
+    """An image read pixel by pixel: (B, rows, cols) -> (B, rows * cols, 1), row-major, or in
+    `order` (a permutation of the pixel indices) when given: the sequential and permuted MNIST
+    tasks. The order is a buffer, so it travels in the state_dict with the weights."""
+
+    def __init__(self, order: list[int] | None = None) -> None:
+        super().__init__()
+        index = None if order is None else torch.as_tensor(order, dtype=torch.int64)  # (P,)
+        self.register_buffer("order", index)
+
+    def forward(self, images: Tensor) -> Tensor:
+        pixels = images.flatten(1)  # (B, P)
+        if self.order is not None:
+            pixels = pixels[:, self.order]  # (B, P)
+        return pixels.unsqueeze(-1)  # (B, P, 1)
+
+
 def build_model(config: MnistConfig, meta: dict) -> nn.Module:
-    """The seed's classifier; under --sequence pixels|permuted it reads one pixel per step, in
+    """The row classifier; under --sequence pixels|permuted it reads one pixel per step, in
     the order the run recorded (meta) so that a saved run is scored the way it was trained."""
-    model = RowClassifier(
-        input_size=step_size(config.sequence),
-        hidden_size=config.hidden,
-        num_layers=config.layers,
-        num_classes=len(meta["classes"]),
-        impl=config.impl,
-        nonlinearity=config.nonlinearity,
-        init_scheme=config.init,
-        dropout=config.dropout,
-    )
+    rnn = config.build_rnn(step_size(config.sequence), dropout=config.dropout)
+    model = RowClassifier(rnn, num_classes=len(meta["classes"]))
     if config.sequence == "rows":
         return model
     order = meta.get("pixel_order") if config.sequence == "permuted" else None
@@ -257,4 +270,6 @@ EXPERIMENT = Experiment(
     ),
     evaluate_fields=("data_dir",),
     cv_defaults=dict(val_size=0),
+    # what runs from before --cell (and --init) did
+    legacy_defaults=dict(cell="rnn"),
 )

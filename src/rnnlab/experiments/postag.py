@@ -15,7 +15,9 @@ often in training and an unseen word the most frequent tag of all.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -28,7 +30,7 @@ from rnnlab.data import TAGSETS, load_brown
 from rnnlab.data.brown import BROWN, Sentence
 from rnnlab.data.wordlists import split_indices
 from rnnlab.experiments.experiment import Data, Experiment, RunCommand, SavedRun
-from rnnlab.models import check_rnn_settings, impl_option, make_rnn, nonlinearity_option
+from rnnlab.models import RNNOptions, hidden_option
 from rnnlab.options import check_choices, check_range, option
 from rnnlab.train import IGNORE_INDEX, EvalResult
 
@@ -36,7 +38,8 @@ UNK = "<unk>"  # id 0: a word seen fewer than --min-count times in training
 
 
 @dataclass
-class PostagConfig:
+class PostagConfig(RNNOptions):
+    hidden: int = hidden_option(128)
     tagset: str = option("universal", "the 12 universal tags or Brown's own", choices=TAGSETS)
     data_dir: str | None = option(
         None,
@@ -47,17 +50,13 @@ class PostagConfig:
     min_count: int = option(2, "words seen fewer times in training become <unk>")
     lowercase: bool = option(True, "lower-case the words; --no-lowercase keeps their case")
     embedding: int = option(100, "word embedding size")
-    hidden: int = option(128, "hidden units per layer and direction")
-    layers: int = option(1, "stacked RNN layers")
     bidirectional: bool = option(True, "also read each sentence backwards; --no-bidirectional")
-    nonlinearity: str = nonlinearity_option()
-    impl: str = impl_option()
     dropout: float = option(0.2, "dropout on the word vectors and the RNN's outputs")
     batch_size: int = option(32, "sentences per batch")
 
     def __post_init__(self) -> None:
         check_choices(self)
-        check_rnn_settings(self.impl, self.nonlinearity, self.hidden, self.layers)
+        self.check_rnn()
         check_range("min_count", self.min_count, 1)
         check_range("embedding", self.embedding, 1)
         check_range("dropout", self.dropout, 0.0, 1.0)
@@ -125,33 +124,23 @@ def collate(batch: list[tuple[Tensor, Tensor]]) -> tuple[PackedSequence, Tensor]
 
 class Tagger(nn.Module):
     """A packed batch of sentences (word ids) -> (B, T, num_tags) logits, padded with zeros
-    past each sentence's end."""
+    past each sentence's end. `make_rnn(input_size)` builds the batch-first recurrent network
+    of any cell, one or two directions (`RNNOptions.build_rnn`)."""
 
     def __init__(
         self,
         vocab_size: int,
         num_tags: int,
         embedding_dim: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bidirectional: bool = True,
-        impl: str = "rnnlab",
-        nonlinearity: str = "tanh",
+        make_rnn: Callable[[int], nn.Module],
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
-        self.rnn = make_rnn(
-            impl,
-            embedding_dim,
-            hidden_size,
-            num_layers,
-            nonlinearity,
-            dropout=dropout if num_layers > 1 else 0.0,
-            bidirectional=bidirectional,
-        )
+        rnn = self.rnn = make_rnn(embedding_dim)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear((2 if bidirectional else 1) * hidden_size, num_tags)
+        directions = 2 if rnn.bidirectional else 1
+        self.head = nn.Linear(directions * rnn.hidden_size, num_tags)
 
     def forward(self, words: PackedSequence) -> Tensor:
         x = self.dropout(self.embedding(words.data))  # (N, E), N = the batch's words
@@ -162,17 +151,12 @@ class Tagger(nn.Module):
 
 
 def build_model(config: PostagConfig, meta: dict) -> Tagger:
-    return Tagger(
-        vocab_size=len(meta["words"]),
-        num_tags=len(meta["tags"]),
-        embedding_dim=config.embedding,
-        hidden_size=config.hidden,
-        num_layers=config.layers,
+    make_rnn = partial(
+        config.build_rnn,
+        dropout=config.dropout if config.layers > 1 else 0.0,
         bidirectional=config.bidirectional,
-        impl=config.impl,
-        nonlinearity=config.nonlinearity,
-        dropout=config.dropout,
     )
+    return Tagger(len(meta["words"]), len(meta["tags"]), config.embedding, make_rnn, config.dropout)
 
 
 def tag(model: nn.Module, sentences: list[list[str]], meta: dict, batch: int = 256) -> list:
@@ -274,4 +258,6 @@ EXPERIMENT = Experiment(
     evaluate_fields=("data_dir",),
     baselines=baselines,
     test_metrics=test_metrics,
+    # what runs from before --cell (and --init) did
+    legacy_defaults=dict(cell="rnn", init="default"),
 )

@@ -11,15 +11,17 @@ is a model that really tags the pairs that well.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn import functional as F
 from torch.nn.utils.rnn import pad_sequence
 
 from rnnlab.data import LEVELS, PairDataset, Vocabulary, read_pairs, sequence_pairs, tokenize
 from rnnlab.experiments.experiment import Data, Experiment, RunCommand, SavedRun
-from rnnlab.models import SequenceTagger, check_rnn_settings, impl_option, nonlinearity_option
+from rnnlab.models import RNNOptions, hidden_option
 from rnnlab.options import check_choices, check_range, option
 from rnnlab.train import IGNORE_INDEX
 
@@ -27,7 +29,8 @@ SHOWN_CHARACTERS = 200  # a prediction longer than this is cut in the epoch line
 
 
 @dataclass
-class Seq2SeqConfig:
+class Seq2SeqConfig(RNNOptions):
+    hidden: int = hidden_option(8)
     input: str = option("hello", "the source sequence")
     target: str = option("ohlol", "its target, a token per source token")
     pairs: str | None = option(
@@ -35,15 +38,11 @@ class Seq2SeqConfig:
     )
     level: str = option("char", "tokens are characters or space-separated words", choices=LEVELS)
     embedding: int = option(0, "embedding size; 0 feeds the tokens one-hot")
-    hidden: int = option(8, "hidden units per layer")
-    layers: int = option(1, "stacked RNN layers")
-    nonlinearity: str = nonlinearity_option()
-    impl: str = impl_option()
     batch_size: int = option(32, "pairs per batch")
 
     def __post_init__(self) -> None:
         check_choices(self)
-        check_rnn_settings(self.impl, self.nonlinearity, self.hidden, self.layers)
+        self.check_rnn()
         check_range("batch_size", self.batch_size, 1)
         check_range("embedding", self.embedding, 0)
 
@@ -82,17 +81,39 @@ def _sha256(path: str) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+class SequenceTagger(nn.Module):
+    """Tokens in, one class per step out: (B, T) ids -> (B, T, num_classes) logits.
+
+    With `embedding_dim` None the tokens enter one-hot (the tutorial's first model);
+    otherwise through a learned `nn.Embedding` (its second). `make_rnn(input_size)` builds
+    the batch-first recurrent network of any cell; a Linear maps every h_t to logits.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        make_rnn: Callable[[int], nn.Module],
+        embedding_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.embedding = nn.Embedding(vocab_size, embedding_dim) if embedding_dim else None
+        self.rnn = make_rnn(embedding_dim or vocab_size)
+        self.head = nn.Linear(self.rnn.hidden_size, num_classes)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        if self.embedding is not None:
+            x = self.embedding(tokens)  # (B, T, E)
+        else:
+            x = F.one_hot(tokens, self.vocab_size).to(self.head.weight.dtype)  # (B, T, V)
+        h, _ = self.rnn(x)  # (B, T, H)
+        return self.head(h)  # (B, T, C)
+
+
 def build_model(config: Seq2SeqConfig, meta: dict) -> SequenceTagger:
     size = len(Vocabulary.from_dict(meta["vocabulary"]))
-    return SequenceTagger(
-        vocab_size=size,
-        num_classes=size,
-        hidden_size=config.hidden,
-        num_layers=config.layers,
-        embedding_dim=config.embedding or None,
-        impl=config.impl,
-        nonlinearity=config.nonlinearity,
-    )
+    return SequenceTagger(size, size, config.build_rnn, embedding_dim=config.embedding or None)
 
 
 def collate(batch: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
@@ -169,4 +190,6 @@ EXPERIMENT = Experiment(
     predict=RunCommand("predict", "tag one source text", PredictOptions, predict),
     evaluate_fields=("pairs",),
     where_fields=(),
+    # what runs from before --cell (and --init) did
+    legacy_defaults=dict(cell="rnn", init="default"),
 )

@@ -16,9 +16,19 @@ using at::vec::Vectorized;
 
 namespace {
 
+// torch's own sigmoid kernel: 1 / (1 + exp(-x)) with ATen's fast exp (for float a polynomial
+// within 2 ulp, for double Sleef's).
 template <typename T>
 inline Vectorized<T> sigmoid(const Vectorized<T>& x) {
-  return (Vectorized<T>(T(1)) + x.neg().exp()).reciprocal();
+  return (Vectorized<T>(T(1)) + x.neg().exp_u20()).reciprocal();
+}
+
+// tanh x = 2 sigmoid(2x) - 1: one exp, as the sigmoid; its error is absolute (a few float
+// epsilons near 0), where Sleef's tanh is relative and several times slower.
+template <typename T>
+inline Vectorized<T> tanh(const Vectorized<T>& x) {
+  const Vectorized<T> two(T(2));
+  return two * sigmoid(two * x) - Vectorized<T>(T(1));
 }
 
 // Runs body(row, column, count) over the rows and over each row's H columns in vectors of
@@ -42,7 +52,7 @@ void gru_forward_rows(T* gi, const T* gh, const T* h_prev, T* h, int64_t rows, i
     const int64_t at = row * H + j;
     const V r = sigmoid(V::loadu(g, n) + V::loadu(k, n));                      // reset gate
     const V z = sigmoid(V::loadu(g + H, n) + V::loadu(k + H, n));              // update gate
-    const V c = (V::loadu(g + 2 * H, n) + r * V::loadu(k + 2 * H, n)).tanh();  // candidate n
+    const V c = tanh(V::loadu(g + 2 * H, n) + r * V::loadu(k + 2 * H, n));  // candidate n
     r.store(g, n);
     z.store(g + H, n);
     c.store(g + 2 * H, n);
@@ -79,9 +89,9 @@ void lstm_forward_rows(T* gates, const T* c_prev, T* c, T* tc, T* m, int64_t row
     T* g = gates + row * 4 * H + j;
     const int64_t at = row * H + j;
     const V o = sigmoid(V::loadu(g, n)), i = sigmoid(V::loadu(g + H, n));
-    const V f = sigmoid(V::loadu(g + 2 * H, n)), cand = V::loadu(g + 3 * H, n).tanh();
+    const V f = sigmoid(V::loadu(g + 2 * H, n)), cand = tanh(V::loadu(g + 3 * H, n));
     const V cell = f * V::loadu(c_prev + at, n) + i * cand;  // c = f c_prev + i g
-    const V t = cell.tanh();
+    const V t = tanh(cell);
     o.store(g, n);
     i.store(g + H, n);
     f.store(g + 2 * H, n);
