@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main job: the seed's MNIST classifier with its defaults. --resume makes it safe to run
+# The main job: the tutorial's MNIST classifier with its defaults. --resume makes it safe to run
 # again: a killed run continues, a finished one just reports its results.
 run: $(STAMP)
 	$(BIN)/rnnlab mnist --resume
