@@ -1,4 +1,5 @@
-"""The docs' code runs: every block of every tutorial page, and the README's Python.
+"""The docs' code runs: every block of every tutorial page, the README's Python, and every
+training command the README and the results pages quote parses (`--print-config`).
 
 A page's ```python blocks run with mktestdocs as one program, in order (a later block sees what
 an earlier one defined); then its ```console blocks run, each `$ rnnlab ...` line through
@@ -13,6 +14,7 @@ Python blocks never depend on console blocks, since they run first.
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 
@@ -23,9 +25,12 @@ from fake_mnist import make_tiny_release
 from rnnlab.cli import main
 from rnnlab.data import load_mnist
 from rnnlab.data import mnist as mnist_module
+from rnnlab.experiments import EXPERIMENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "docs" / "tutorial").glob("*.md"))
+QUOTING = [ROOT / "README.md", ROOT / "docs" / "performance.md"]
+QUOTING += sorted((ROOT / "docs" / "results").glob("*.md"))
 
 
 @pytest.fixture(scope="session")
@@ -86,3 +91,29 @@ def test_tutorial_page_runs(page, tmp_path, monkeypatch, no_network, mnist_in_ca
 def test_readme_python_runs(tmp_path, monkeypatch, no_network):
     monkeypatch.chdir(tmp_path)
     check_md_file(ROOT / "README.md", memory=True)
+
+
+def quoted_training_commands() -> list[str]:
+    """`rnnlab NAME ...` and `rnnlab cv NAME ...` as the pages quote them (in backticks or an
+    indented block, continued lines joined), less those that stand for many ('...', '|', '<')
+    or read a run folder that only an earlier command makes."""
+    trains = {e.name for e in EXPERIMENTS} | {"cv"}
+    found = set()
+    for path in QUOTING:
+        text = re.sub(r"\\\n\s*", " ", path.read_text(encoding="utf-8"))
+        for match in re.finditer(r"(?:^ {4}|`)(rnnlab [^`#\n]*)", text, re.MULTILINE):
+            command = match.group(1).strip()
+            args = shlex.split(command)
+            if len(args) > 1 and args[1] in trains and not re.search(r"\.\.\.|\||<|runs/", command):
+                found.add(command)
+    return sorted(found)
+
+
+def test_docs_quote_training_commands():
+    assert len(quoted_training_commands()) > 10
+
+
+@pytest.mark.parametrize("command", quoted_training_commands())
+def test_quoted_training_command_parses(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main([*shlex.split(command)[1:], "--print-config"]) == 0, command

@@ -245,7 +245,7 @@ def predict(saved: SavedRun, options: PredictOptions) -> None:
 
 EXPERIMENT = Experiment(
     name="mnist",
-    help="the tutorial's row classifier: 28 rows of 28 pixels -> RNN -> Linear(10)",
+    help="MNIST read as 28 rows of 28 pixels -> RNN -> Linear(10)",
     config=MnistConfig,
     # The recipe docs/results/mnist.md reports, chosen to fit a whole run into about four epochs
     # of the tutorial's plain script (scripts/tutorial_mnist.py; `rnnlab bench --run`); AdamW's

@@ -163,7 +163,7 @@ def predict(saved: SavedRun, options: PredictOptions) -> None:
 
 EXPERIMENT = Experiment(
     name="seq2seq",
-    help='the tutorial\'s per-step tagger: "hello" -> "ohlol", one-hot or embedded',
+    help='a per-step tagger: "hello" -> "ohlol", one-hot or embedded',
     config=Seq2SeqConfig,
     # The tutorial's recipe: Adam at 0.1 for 15 epochs, one step each on the single pair.
     train_defaults=dict(epochs=15, lr=0.1),
