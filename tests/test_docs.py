@@ -76,8 +76,13 @@ def matches(shown: str, printed: str) -> bool:
     return printed == shown
 
 
-def test_the_tutorial_has_its_eight_pages():
-    assert [p.name[:2] for p in PAGES if p.name != "index.md"] == [f"{i:02d}" for i in range(1, 9)]
+def test_tutorial_pages_are_numbered_in_order_and_all_in_the_site():
+    numbered = [p for p in PAGES if p.name != "index.md"]
+    assert [p.name[:3] for p in numbered] == [f"{i:02d}-" for i in range(1, len(numbered) + 1)]
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    index = (ROOT / "docs" / "tutorial" / "index.md").read_text(encoding="utf-8")
+    for page in numbered:
+        assert f"tutorial/{page.name}" in nav and f"({page.name})" in index, page.name
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.stem)
