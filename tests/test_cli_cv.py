@@ -128,7 +128,7 @@ def test_cv_seq2seq_dry_run_folds_the_pairs(pairs_file, dry_run_dir, capsys):
 
 
 def test_cv_seq2seq_needs_at_least_as_many_pairs_as_folds(capsys):
-    assert main(["cv", "seq2seq", "--dry-run"]) == 2  # the seed's single pair
+    assert main(["cv", "seq2seq", "--dry-run"]) == 2  # the tutorial's single pair
     assert "--folds 5 needs at least 5 samples to fold, got 1" in capsys.readouterr().err
 
 

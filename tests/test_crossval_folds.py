@@ -1,4 +1,4 @@
-"""k-fold splits: the seed's get_k_fold_data without dropped rows, and scikit-learn's folds."""
+"""k-fold splits: the tutorial's get_k_fold_data without dropped rows, and scikit-learn's folds."""
 
 import numpy as np
 import pytest

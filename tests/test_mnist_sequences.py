@@ -90,7 +90,7 @@ def test_bench_run_dry_run_prints_the_ratio_and_the_phases(tiny_mnist, no_networ
     load_mnist("mnist", data_dir=tiny_mnist)  # into the test's cache, where both runs read it
     assert main(["bench", "--run", "--dry-run", "--threads", "1"]) == 0
     out = capsys.readouterr().out
-    assert "whole rnnlab training / one seed epoch:" in out
-    assert "seed script epoch 1:" in out
+    assert "whole rnnlab training / one tutorial script epoch:" in out
+    assert "tutorial script epoch 1:" in out
     for phase in ("data", "forward", "backward", "optimiser", "evaluation"):
         assert re.search(rf"^  {phase} +[0-9.]+ s", out, re.MULTILINE), phase

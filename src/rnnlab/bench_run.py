@@ -1,5 +1,5 @@
-"""`rnnlab bench --run`: the whole `rnnlab mnist` run against one epoch of the seed's plain
-script (scripts/seed_recipe.py) in the same process, and where an epoch of an experiment's
+"""`rnnlab bench --run`: the whole `rnnlab mnist` run against one epoch of the tutorial's plain
+script (scripts/tutorial_mnist.py) in the same process, and where an epoch of an experiment's
 training goes: data, forward, backward, optimiser, evaluation.
 
 The training step here is a timed copy of `rnnlab.train.loop`'s (nanoGPT's bench.py is a short
@@ -93,30 +93,30 @@ def print_breakdown(seconds: dict[str, float], log=print) -> None:
         log(f"  {phase:<11} {seconds[phase]:>7.2f} s {seconds[phase] / total:>6.1%}")
 
 
-def seed_script() -> Path:
-    """The repository's scripts/seed_recipe.py, beside src/ in a checkout."""
-    path = Path(__file__).resolve().parents[2] / "scripts" / "seed_recipe.py"
+def tutorial_script() -> Path:
+    """The repository's scripts/tutorial_mnist.py, beside src/ in a checkout."""
+    path = Path(__file__).resolve().parents[2] / "scripts" / "tutorial_mnist.py"
     if not path.is_file():
         raise FileNotFoundError(
-            f"bench --run times the seed's script, {path}, which only a checkout of the "
+            f"bench --run times the tutorial's script, {path}, which only a checkout of the "
             f"repository has"
         )
     return path
 
 
-def compare_with_seed(seed: int = 0, dry_run: bool = False, log=print) -> dict[str, object]:
+def compare_with_tutorial(seed: int = 0, dry_run: bool = False, log=print) -> dict[str, object]:
     """`rnnlab mnist` with its defaults, whole (every epoch with its validation), against one
-    epoch of the seed's plain script, in this process, one after the other: a seed epoch, the
-    rnnlab run, a second seed epoch (so that a change of the machine's load shows), then one
+    epoch of the tutorial's plain script, in this process, one after the other: a script epoch,
+    the rnnlab run, a second script epoch (so that a change of the machine's load shows), then one
     rnnlab epoch by phase. Returns the figures; prints them through `log`."""
-    seed_run = runpy.run_path(str(seed_script()), run_name="seed_recipe")["run"]
+    script_run = runpy.run_path(str(tutorial_script()), run_name="tutorial_mnist")["run"]
     batches = DRY_RUN_BATCHES if dry_run else 0
     info = (
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
         f"{torch.backends.cpu.get_cpu_capability()}"
     )
     log(f"{info}, load average {os.getloadavg()[0]:.2f}")
-    seed_epochs = [seed_run(1, seed, batches, log=log)[0]]
+    script_epochs = [script_run(1, seed, batches, log=log)[0]]
     experiment = EXPERIMENTS_BY_NAME["mnist"]
     config = experiment.config(**({"val_size": DRY_RUN_VAL} if dry_run else {}))
     with tempfile.TemporaryDirectory(prefix="rnnlab-bench-run-") as out_dir:
@@ -128,25 +128,28 @@ def compare_with_seed(seed: int = 0, dry_run: bool = False, log=print) -> dict[s
         )
         result = train(experiment, config, train_config)
         test_acc = json.loads((result.run_dir / TEST_FILE).read_text())["test_acc"]
-    seed_epochs += seed_run(1, seed, batches, log=log)
+    script_epochs += script_run(1, seed, batches, log=log)
     rnnlab_s = sum(record["seconds"] for record in result.history)
-    seed_s = statistics.mean(e["train_s"] + e["test_s"] for e in seed_epochs)
+    script_s = statistics.mean(e["train_s"] + e["test_s"] for e in script_epochs)
     figures = {
         "rnnlab_training_s": rnnlab_s,
         "rnnlab_epochs": len(result.history),
         "rnnlab_test_acc": test_acc,
-        "seed_epoch_s": [e["train_s"] + e["test_s"] for e in seed_epochs],
-        "ratio": rnnlab_s / seed_s,
+        "tutorial_epoch_s": [e["train_s"] + e["test_s"] for e in script_epochs],
+        "ratio": rnnlab_s / script_s,
     }
     log(
         f"rnnlab mnist, defaults ({_recipe(config, train_config)}): {len(result.history)} "
         f"epochs with validation in {rnnlab_s:.1f} s, test accuracy {test_acc:.2%}"
     )
     log(
-        f"seed script, one epoch (training + test): "
-        f"{' and '.join(f'{s:.1f} s' for s in figures['seed_epoch_s'])}"
+        f"tutorial script, one epoch (training + test): "
+        f"{' and '.join(f'{s:.1f} s' for s in figures['tutorial_epoch_s'])}"
     )
-    log(f"whole rnnlab training / one seed epoch: {figures['ratio']:.2f}x (the target: <= 4x)")
+    log(
+        f"whole rnnlab training / one tutorial script epoch: {figures['ratio']:.2f}x "
+        f"(the target: <= 4x)"
+    )
     breakdown = epoch_breakdown(experiment, config, train_config, limit_batches=batches)
     print_breakdown(breakdown, log)
     log(f"load average at the end {os.getloadavg()[0]:.2f}")

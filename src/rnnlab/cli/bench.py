@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from rnnlab.bench import SHAPES, Shape, run_benchmark
-from rnnlab.bench_run import compare_with_seed
+from rnnlab.bench_run import compare_with_tutorial
 from rnnlab.files import atomic_write
 from rnnlab.models import CELLS
 
@@ -49,7 +49,7 @@ def add_parser(subparsers) -> None:
         dest="whole_run",
         action="store_true",
         help="instead of the RNN table: the whole `rnnlab mnist` run with its defaults against "
-        "one epoch of scripts/seed_recipe.py, the ratio, and one epoch by phase",
+        "one epoch of scripts/tutorial_mnist.py, the ratio, and one epoch by phase",
     )
     parser.add_argument("--seed", type=int, default=0, help="--run: the runs' seed")
     parser.add_argument("--json", metavar="FILE", help="also write the rows to this JSON file")
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--json {args.json}: expected a file path in an existing folder")
     torch.set_num_threads(args.threads)
     if args.whole_run:
-        figures = compare_with_seed(args.seed, dry_run=args.dry_run)
+        figures = compare_with_tutorial(args.seed, dry_run=args.dry_run)
         if args.json:
             record = {"threads": args.threads, "torch": torch.__version__, **figures}
             atomic_write(args.json, json.dumps(record, indent=2).encode())

@@ -1,6 +1,6 @@
 """rnnlab.crossval: k-fold splits, and the loop that trains a fresh model on each fold.
 
-`get_k_fold_data` is the seed's split without its dropped rows; `fold_indices` gives seeded,
+`get_k_fold_data` is the tutorial's split without its dropped rows; `fold_indices` gives seeded,
 optionally stratified folds through scikit-learn; `cross_validate` runs `rnnlab.train.fit`
 once per fold (resumable, in parallel processes or torchrun ranks) and writes cv.json. It knows
 no experiment: the command line hands it a model factory, the data and a loader factory.

@@ -1,4 +1,4 @@
-"""Splitting n samples into k folds: the seed's get_k_fold_data, and seeded, stratified splits.
+"""Splitting n samples into k folds: the tutorial's get_k_fold_data, and seeded, stratified splits.
 
 `get_k_fold_data` keeps the textbook signature but drops no rows: fold sizes differ by at most
 one (numpy.array_split's boundaries, which are also scikit-learn's KFold's without shuffling).
@@ -26,7 +26,7 @@ def fold_bounds(n: int, k: int) -> list[tuple[int, int]]:
 
 
 def get_k_fold_data(k: int, i: int, X, y):
-    """The seed's k-fold split: fold `i` of `k` for validation, the other k-1 for training.
+    """The tutorial's k-fold split: fold `i` of `k` for validation, the other k-1 for training.
 
     Unlike the textbook version (fold_size = n // k, remainder dropped) every row lands in
     exactly one validation fold. Folds are contiguous and in order; shuffle beforehand, or use

@@ -4,7 +4,7 @@ A `Vocabulary` maps tokens to ids and back. Built from data, its tokens are sort
 point), so the ids are the same every run whatever order the data comes in. Unknown tokens
 are an error naming the token unless the vocabulary was built with `unk=True`, which gives
 them the id of '<unk>'. `SequencePair`s feed the per-step tagger: one target token per
-source token, as in the seed ("hello" -> "ohlol"); a pair of unequal lengths is an error that
+source token, as in the tutorial ("hello" -> "ohlol"); a pair of unequal lengths is an error that
 names the pair (or the file and line it came from). Nothing here knows about models.
 """
 
@@ -145,7 +145,7 @@ class SequencePair:
     target: str
 
 
-HELLO = SequencePair("hello", "ohlol")  # the seed experiment's one pair
+HELLO = SequencePair("hello", "ohlol")  # the tutorial's one pair
 
 
 def sequence_pairs(
@@ -210,7 +210,7 @@ class PairDataset(Dataset):
     """Sequence pairs as ids: item i is (source ids, target ids), two int64 tensors (T_i,).
 
     **Arguments:** `pairs`; `source_vocab` for the sources; `target_vocab` for the targets
-    (None: the source vocabulary, as in the seed, where both sides share one alphabet).
+    (None: the source vocabulary, as in the tutorial, where both sides share one alphabet).
     """
 
     def __init__(

@@ -1,4 +1,10 @@
-"""Language identification: which of 18 languages a single word is written in, from its letters.
+"""Language identification: `rnnlab langid` scores 81.01% on test, the n-gram SVM 81.18%.
+
+    rnnlab langid                 # 25 epochs, 6 min 50 s at 1 thread; docs/results/langid.md
+    rnnlab langid --dry-run       # two batches, in seconds
+    rnnlab predict runs/langid --text "bonjour hello"
+
+Which of 18 languages a single word is written in, from its letters.
 
 The words are the top `--words` of each language in wordfreq's lists (`load_wordlists`), minus
 the words two or more languages share; the split is seeded 80/10/10, stratified by language. A

@@ -1,4 +1,11 @@
-"""The language model: an RNN learns a text (Shakespeare's plays by default) and writes more.
+"""The language model: `rnnlab lm` learns Shakespeare's plays, 1.466 nats per character on test.
+
+    rnnlab lm                       # 3 epochs, 13 min 56 s at 1 thread; the 6-gram scores 1.515
+    rnnlab lm --dry-run             # two batches, in seconds
+    rnnlab lm --text-file my.txt    # any UTF-8 text
+    rnnlab generate runs/lm --prompt "ROMEO:" --length 300 --seed 0
+
+An RNN learns a text (Shakespeare's plays by default) and writes more (docs/results/lm.md).
 
 Tokens are characters (or the N most frequent words plus '<unk>'); an Embedding feeds an RNN
 whose every step predicts the next token through a Linear and softmax, trained with

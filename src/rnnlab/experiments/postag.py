@@ -1,4 +1,10 @@
-"""Part-of-speech tagging of the Brown corpus: a tag for every word of a sentence.
+"""Part-of-speech tagging: `rnnlab postag` tags Brown's words 96.96% right (baseline 94.60%).
+
+    rnnlab postag                 # 3 epochs, 6 min 20 s at 1 thread; docs/results/postag.md
+    rnnlab postag --dry-run       # two batches, in seconds
+    rnnlab predict runs/postag --text "The old man the boat ."
+
+A tag for every word of a Brown corpus sentence.
 
 The sentences (`load_brown`) carry the 12 universal tags (or Brown's own, `--tagset brown`) and
 are split by sentence, seeded, 80/10/10. Words (lower-cased by default) seen fewer than

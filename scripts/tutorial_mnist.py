@@ -1,11 +1,11 @@
-"""The seed's MNIST classifier as a plain script: the yardstick `rnnlab mnist` is timed against.
+"""The tutorial's MNIST classifier as a plain script: the yardstick `rnnlab mnist` is timed against.
 
 torch.nn.RNN(28, 128, 3) reads an image as 28 steps of 28 pixels; Linear(128, 10) classifies
 the top layer's last hidden state; Adam at 1e-3, batch 64, all 60,000 training images, the test
 split scored after every epoch. The data are in memory as tensors and a batch is one index into
 them: no Dataset, no DataLoader, nothing of rnnlab but its cached copy of MNIST.
 
-    python scripts/seed_recipe.py --epochs 1 --json seed.json
+    python scripts/tutorial_mnist.py --epochs 1 --json tutorial.json
 
 prints, per epoch, the seconds of training, of testing and the test accuracy; `--json` writes
 the same. `rnnlab bench --run` calls its `run` to time one epoch beside `rnnlab mnist`.
@@ -39,7 +39,7 @@ class Classifier(nn.Module):
 
 
 def run(epochs: int = 1, seed: int = 0, batches: int = 0, log=print) -> list[dict]:
-    """Train the seed's model for `epochs` (each stopped after `batches` batches when > 0, and
+    """Train the tutorial's model for `epochs` (each stopped after `batches` batches when > 0, and
     its test pass too: a dry run) and return each epoch's seconds and test accuracy."""
     torch.manual_seed(seed)
     data = load_mnist("mnist")
@@ -75,7 +75,7 @@ def run(epochs: int = 1, seed: int = 0, batches: int = 0, log=print) -> list[dic
         }
         epochs_done.append(record)
         log(
-            f"seed script epoch {epoch}: train {record['train_s']:.1f}s, test "
+            f"tutorial script epoch {epoch}: train {record['train_s']:.1f}s, test "
             f"{record['test_s']:.1f}s, test accuracy {record['test_acc']:.2%}"
         )
     return epochs_done
