@@ -1,6 +1,7 @@
 """Screenshot a run's explain page (`rnnlab explain RUN_DIR` first) in Debian's Chromium.
 
     python scripts/screenshot_explain.py runs/mnist docs/explain/mnist.png [--height 760]
+        [--click SELECTOR] [--step N] [--hover SELECTOR]
 
 The page opens from its file, as a reader would open it; the PNG is reduced to 256 colours
 so that it stays small in the repository. Needs `apt-get install chromium` and the dev extras
@@ -34,13 +35,19 @@ def main() -> None:
     parser.add_argument("png", type=Path, help="the screenshot to write")
     parser.add_argument("--width", type=int, default=1200, help="viewport width, pixels")
     parser.add_argument("--height", type=int, default=760, help="viewport height, pixels")
-    parser.add_argument("--hover", help="a CSS selector to hover before the shot")
+    parser.add_argument("--click", help="a selector to click first (Playwright's syntax)")
+    parser.add_argument("--step", type=int, help="then move the page's slider to this step")
+    parser.add_argument("--hover", help="then hover this selector")
     args = parser.parse_args()
     page_file = (args.run_dir / "explain.html").resolve()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": args.width, "height": args.height})
         page.goto(page_file.as_uri())
+        if args.click:
+            page.click(args.click)
+        if args.step is not None:
+            page.locator("#step").fill(str(args.step))
         if args.hover:
             page.hover(args.hover)
         shot = page.screenshot()

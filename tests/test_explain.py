@@ -7,6 +7,7 @@ saying so (`.ci/run` installs it)."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from pathlib import Path
@@ -19,7 +20,9 @@ from rnnlab.cli import main
 from rnnlab.data import Vocabulary
 from rnnlab.data.lm_text import load_text
 from rnnlab.experiments import EXPERIMENTS, langid, postag, restore
-from rnnlab.experiments.text_features import FEATURES
+from rnnlab.experiments.experiment import some_wrong
+from rnnlab.experiments.text_features import FEATURES, correlations, features, track
+from rnnlab.report import render_explain_page
 
 pytestmark = pytest.mark.usefixtures("no_network")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -291,3 +294,50 @@ def test_explain_refuses_bad_options_in_one_line(seq2seq_run, tiny_mnist_run, tm
         err = capsys.readouterr().err
         assert err.startswith("rnnlab explain: error: ") and err.count("\n") == 1
     assert not (seq2seq_run / "explain.html").exists()
+
+
+def test_text_features_follow_quotes_brackets_the_line_and_the_speakers_line():
+    pieces = list('A:\nsay "hi" (x)\n\nB:\n')
+    values = features(pieces)  # (T, 4)
+    after = {i: values[i].tolist() for i in range(len(pieces))}
+    assert after[0] == [0, 0, 1, 1] and after[1] == [0, 0, 2, 1]  # "A:" names the speaker
+    assert after[2] == [0, 0, 0, 0]  # the newline: column 0 of a speech line
+    assert after[7] == [1, 0, 5, 0] and after[9] == [1, 0, 7, 0]  # '"' opens, 'i' inside
+    assert after[10] == [0, 0, 8, 0]  # the closing quote
+    assert after[12] == [0, 1, 10, 0] and after[14] == [0, 0, 12, 0]  # '(' opens, ')' closes
+    assert after[17][3] == 1  # "B:" after a blank line
+
+
+def test_units_are_ranked_by_their_correlation_with_each_feature():
+    pieces = list('A:\nto be "or not" (to) be\n\nB:\nthat is "the" question\n')
+    column = features(pieces)[:, 2]  # position in the line
+    h = torch.randn(len(pieces), 6, generator=torch.Generator().manual_seed(0))  # (T, 6)
+    h[:, 4] = -0.1 * column  # unit 4 counts the line backwards: r = -1
+    h[:, 1] = 0.0  # a unit that never moves
+    assert torch.allclose(correlations(h, column)[4], torch.tensor(-1.0, dtype=torch.float64))
+    assert correlations(h, column)[1] == 0
+    ranked = {f["name"]: f for f in track(h, pieces, top=3)}
+    assert ranked["position in the line"]["units"][0] == [4, pytest.approx(-1.0)]
+    assert len(ranked["inside quotes"]["units"]) == 3
+    assert track(h[:3], list("abc"), top=3)[0]["missing"] == "never changes in these 3 tokens"
+
+
+def test_some_wrong_takes_about_a_third_wrong_in_order():
+    correct = [True, False, True, True, False, True, False, False, True, True]
+    assert some_wrong(correct, 6) == [0, 1, 2, 3, 4, 5]  # 2 wrong, 4 right
+    assert some_wrong(correct, 9) == [0, 1, 2, 3, 4, 5, 6, 8, 9]  # 3 wrong, the 6 right
+    assert some_wrong([False] * 4, 3) == [0, 1, 2]
+    assert some_wrong([True, False], 12) == [0, 1]
+
+
+def test_the_page_holds_its_data_as_json_that_no_text_can_break_out_of():
+    text = '</script><script>alert("x")</script><!-- & {{DATA}}'
+    page = {"kind": "seq2seq", "title": text, "pairs": [], "vocab": [text], "p": 1 / 3}
+    html = render_explain_page(page)
+    data = html.split('<script type="application/json" id="data">')[1].split("</script>")[0]
+    assert json.loads(data) == {**page, "p": 0.33333}
+    assert html.count("</script>") == 2 and "<script>alert" not in html
+    with pytest.raises(ValueError, match="not finite"):
+        render_explain_page({**page, "p": float("nan")})
+    with pytest.raises(ValueError, match="kind must be one of"):
+        render_explain_page({"kind": "chess"})
