@@ -296,21 +296,22 @@ def test_explain_refuses_bad_options_in_one_line(seq2seq_run, tiny_mnist_run, tm
     assert not (seq2seq_run / "explain.html").exists()
 
 
-def test_text_features_follow_quotes_brackets_the_line_and_the_speakers_line():
-    pieces = list('A:\nsay "hi" (x)\n\nB:\n')
-    values = features(pieces)  # (T, 4)
+def test_text_features_follow_quotes_brackets_the_line_the_word_and_the_speech():
+    pieces = list('A:\nsay "hi" (x)\nyes\n\nB:\n')
+    values = features(pieces)  # (T, 6)
     after = {i: values[i].tolist() for i in range(len(pieces))}
-    assert after[0] == [0, 0, 1, 1] and after[1] == [0, 0, 2, 1]  # "A:" names the speaker
-    assert after[2] == [0, 0, 0, 0]  # the newline: column 0 of a speech line
-    assert after[7] == [1, 0, 5, 0] and after[9] == [1, 0, 7, 0]  # '"' opens, 'i' inside
-    assert after[10] == [0, 0, 8, 0]  # the closing quote
-    assert after[12] == [0, 1, 10, 0] and after[14] == [0, 0, 12, 0]  # '(' opens, ')' closes
-    assert after[17][3] == 1  # "B:" after a blank line
+    assert after[0] == [0, 0, 1, 1, 1, 0] and after[1] == [0, 0, 2, 0, 1, 0]  # "A:" names
+    assert after[2] == [0, 0, 0, 0, 0, 1]  # the newline: column 0 of the speech's first line
+    assert after[7] == [1, 0, 5, 0, 0, 1] and after[9] == [1, 0, 7, 2, 0, 1]  # '"' opens
+    assert after[10] == [0, 0, 8, 0, 0, 1]  # the closing quote
+    assert after[12] == [0, 1, 10, 0, 0, 1] and after[14] == [0, 0, 12, 0, 0, 1]  # ( and )
+    assert after[18] == [0, 0, 3, 3, 0, 2]  # "yes": the speech's second line
+    assert after[21][4:] == [1, 0]  # "B:" after a blank line starts a speech
 
 
 def test_units_are_ranked_by_their_correlation_with_each_feature():
     pieces = list('A:\nto be "or not" (to) be\n\nB:\nthat is "the" question\n')
-    column = features(pieces)[:, 2]  # position in the line
+    column = features(pieces)[:, 2]  # the position in the line
     h = torch.randn(len(pieces), 6, generator=torch.Generator().manual_seed(0))  # (T, 6)
     h[:, 4] = -0.1 * column  # unit 4 counts the line backwards: r = -1
     h[:, 1] = 0.0  # a unit that never moves

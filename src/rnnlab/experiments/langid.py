@@ -412,7 +412,9 @@ def explain(saved: SavedRun, options: ExplainOptions) -> dict:
     if not words:
         test = load_data(saved.config, meta).test
         predicted = classify(saved.model, list(test.words), meta).argmax(dim=-1)  # (N,)
-        chosen = some_wrong((predicted.numpy() == test.labels).tolist(), EXPLAINED_WORDS)
+        right = predicted.numpy() == test.labels  # (N,)
+        order = _round_robin(test.labels)  # one word of each language in turn
+        chosen = [order[j] for j in some_wrong(right[order].tolist(), EXPLAINED_WORDS)]
         words = [test.words[i] for i in chosen]
         labels = [int(test.labels[i]) for i in chosen]
     vocabulary = Vocabulary(meta)
@@ -453,6 +455,17 @@ def explain(saved: SavedRun, options: ExplainOptions) -> dict:
         "bidirectional": saved.config.bidirectional,
         "words": shown,
     }
+
+
+def _round_robin(labels: np.ndarray) -> list[int]:
+    """The indices of `labels` (N,) reordered so that the classes take turns: the first of
+    each, then the second of each, and so on."""
+    counts: dict[int, int] = {}
+    turn = []  # how many of its class come before each sample
+    for c in labels.tolist():
+        turn.append(counts.get(c, 0))
+        counts[c] = turn[-1] + 1
+    return sorted(range(len(labels)), key=lambda i: (turn[i], labels[i]))
 
 
 EXPERIMENT = Experiment(

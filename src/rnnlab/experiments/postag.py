@@ -311,8 +311,8 @@ def explain(saved: SavedRun, options: ExplainOptions) -> dict:
         "kind": "postag",
         "title": f"postag: {len(meta['tags'])} tags, the tagger's confidence and its mistakes",
         "how": [
-            "Each word shows the tag the model gives it; the deeper the blue, the surer the "
-            "model (its probability for that tag). A red box marks a word whose predicted tag "
+            "Each word shows the tag the model gives it, shaded by the model's probability for "
+            "that tag (green: sure, red: unsure). A red box marks a word whose predicted tag "
             "differs from the corpus's gold tag. Hover a word for the probabilities of its "
             f"likeliest tags. Words seen fewer than {saved.config.min_count} times in training "
             "read as <unk> to the model; they are underlined with dots."

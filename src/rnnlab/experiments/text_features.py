@@ -29,24 +29,30 @@ FEATURES = (
     Feature("inside quotes", "1 between an opening and a closing double quote, else 0"),
     Feature("inside brackets", "1 inside ( ) or [ ], else 0"),
     Feature("position in the line", "the characters read since the last line break"),
+    Feature("position in the word", "the letters read since the last character that is not one"),
     Feature(
         "start of a speech",
         "1 on the line that names the speaker (a line ending in ':' after a blank line), else 0",
     ),
+    Feature("lines into the speech", "the lines read since the speaker's name (0 before any)"),
 )
 
 
 def features(pieces: Sequence[str]) -> Tensor:
     """(T, F) the value of each of FEATURES after each of the T pieces of text is read."""
-    text = "".join(pieces)
-    lines = text.split("\n")
+    lines = "".join(pieces).split("\n")
     speaker = [
         line.rstrip().endswith(":")
         and len(line.strip()) > 1
         and (i == 0 or not lines[i - 1].strip())
         for i, line in enumerate(lines)
     ]
-    quoted = depth = column = line = 0
+    into: list[int] = []  # lines since the last speaker's name
+    seen = False
+    for named in speaker:
+        seen = seen or named
+        into.append(into[-1] + 1 if seen and not named else 0)
+    quoted = depth = column = letters = line = 0
     values = []
     for piece in pieces:
         for c in piece:
@@ -56,11 +62,13 @@ def features(pieces: Sequence[str]) -> Tensor:
                 depth += 1
             elif c in CLOSE:
                 depth = max(0, depth - 1)
+            letters = letters + 1 if c.isalpha() else 0
             if c == "\n":
                 line, column = line + 1, 0
             else:
                 column += 1
-        values.append([float(quoted), float(depth > 0), float(column), float(speaker[line])])
+        row = [quoted, depth > 0, column, letters, speaker[line], into[line]]
+        values.append([float(v) for v in row])
     return torch.tensor(values, dtype=torch.float64).reshape(len(pieces), len(FEATURES))
 
 
