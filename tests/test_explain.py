@@ -19,7 +19,7 @@ from torch.nn.utils.rnn import pack_sequence
 from rnnlab.cli import main
 from rnnlab.data import Vocabulary
 from rnnlab.data.lm_text import load_text
-from rnnlab.experiments import EXPERIMENTS, langid, postag, restore
+from rnnlab.experiments import EXPERIMENTS, langid, mnist, postag, restore
 from rnnlab.experiments.experiment import some_wrong
 from rnnlab.experiments.text_features import FEATURES, correlations, features, track
 from rnnlab.report import render_explain_page
@@ -144,6 +144,25 @@ def play_run(tmp_path) -> Path:
 
 
 @torch.no_grad()
+def test_a_pixel_by_pixel_run_shows_the_answer_after_every_28_pixels(tiny_mnist, tmp_path):
+    args = ["mnist", "--data-dir", str(tiny_mnist), "--val-size", "5", "--hidden", "8"]
+    args += ["--sequence", "permuted", "--epochs", "1", "--out-dir", str(tmp_path), *QUIET]
+    with torch.enable_grad():
+        assert main(args) == 0
+    saved = restore(tmp_path / "mnist-permuted", EXPERIMENTS)
+    page = mnist.explain(saved, mnist.ExplainOptions(images=3))
+    assert page["unit"] == "pixel" and page["order"] == saved.record.meta["pixel_order"]
+    test = saved.experiment.load_data(saved.config, saved.record.meta).test
+    steps, classifier = saved.model[0], saved.model[1]  # the pixels in their order, the RNN
+    for image in page["images"]:
+        x = steps(test[image["index"]][0][None])  # (1, 784, 1)
+        for frame in (0, 13, 27):  # after 28, 392 and 784 pixels
+            expected = classifier(x[:, : 28 * (frame + 1)]).softmax(dim=-1)[0]  # (10,)
+            assert image["probs"][frame] == pytest.approx(expected.tolist(), abs=1e-6)
+        assert image["predicted"] == int(saved.model(test[image["index"]][0][None]).argmax())
+
+
+@torch.no_grad()
 def test_lm_page_shows_each_tokens_probability_the_next_ones_and_the_units(
     play_run, browser, tmp_path, capsys
 ):
@@ -175,10 +194,11 @@ def test_lm_page_shows_each_tokens_probability_the_next_ones_and_the_units(
     unit.click()
     assert page.page.locator("#colour-by").input_value() == str(number)
     for i in (5, 250):  # the top layer's state after token i, from the model's own step
-        _, state = model.step(ids[None, : i + 1])  # (L, 1, H)
+        _, state = model.step(ids[None, : i + 1])  # (L, 1, H), or (h, c) for an LSTM
+        h = state[0] if isinstance(state, tuple) else state  # (L, 1, H)
         title = spans.nth(i).get_attribute("title")
         assert float(title.removeprefix("h = ")) == pytest.approx(
-            float(state[-1, 0, number]), abs=SHOWN
+            float(h[-1, 0, number]), abs=SHOWN
         )
     names = page.page.locator("#features tr td:first-child div:first-child").all_inner_texts()
     assert names == [f.name for f in FEATURES]
