@@ -1,10 +1,12 @@
 """Shared fixtures: one torch thread and a fixed seed for every test, each RNN implementation in
 turn, a tiny MNIST release and a private cache, a guard that fails any test that opens a
-network connection, and a finished tiny `rnnlab mnist` run. The helpers they build on live in
-`rnn_equivalence.py` (the RNN comparisons) and `fake_mnist.py` (the fake releases)."""
+network connection, a finished tiny `rnnlab mnist` run, and the made-up word lists and tagged
+corpus of the langid and postag tests. The helpers they build on live in `rnn_equivalence.py`
+(the RNN comparisons), `fake_mnist.py` (the fake releases) and `fake_text.py` (the texts)."""
 
 from __future__ import annotations
 
+import hashlib
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -13,9 +15,14 @@ import pytest
 import torch
 
 from fake_mnist import TinyRelease, encode_py2_pickle, make_tiny_release
+from fake_text import made_up_lists, tiny_corpus
 from rnn_equivalence import IMPLS
 from rnnlab.cli import main
+from rnnlab.data import LANGUAGES, brown
 from rnnlab.data import mnist as mnist_module
+from rnnlab.data.brown import BrownSpec
+from rnnlab.data.wordlists import WordfreqSpec
+from rnnlab.experiments import langid, postag
 from rnnlab.nn import rnn as rnn_module
 
 
@@ -102,3 +109,47 @@ def tiny_mnist_run(tiny_mnist, tmp_path) -> Path:
     quiet = ["--no-progress", "--no-plots"]
     assert main([*args, "--epochs", "1", "--out-dir", str(tmp_path), *quiet]) == 0
     return tmp_path / "mnist"
+
+
+@pytest.fixture
+def lists(tmp_path, cache_root, monkeypatch) -> Path:
+    """A folder of the 18 made-up lists, made the lists `rnnlab langid` expects."""
+    files = made_up_lists()
+    folder = tmp_path / "lists"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    spec = WordfreqSpec(
+        requirement="madeupfreq==1.0",
+        sha256={
+            lang: hashlib.sha256(files[f"small_{lang}.msgpack.gz"]).hexdigest()
+            for lang in LANGUAGES
+        },
+        cache_name="madeupfreq-1.0",
+        package="madeupfreq_not_installed",
+    )
+    monkeypatch.setattr(langid, "WORDFREQ", spec)
+    return folder
+
+
+@pytest.fixture
+def corpus(tmp_path, cache_root, monkeypatch) -> Path:
+    """A folder of the tiny corpus, made the corpus `rnnlab postag` expects."""
+    files = tiny_corpus()
+    folder = tmp_path / "brown"
+    folder.mkdir()
+    documents, sentences = [], []
+    for name, data in sorted(files.items()):
+        (folder / name).write_bytes(data)
+        parsed = brown.parse_file(data, name)
+        documents, sentences = documents + [name] * len(parsed), sentences + parsed
+    text = brown.canonical_text(documents, sentences)
+    spec = BrownSpec(
+        name="tiny-brown",
+        files=len(files),
+        sentences=len(sentences),
+        tokens=sum(map(len, sentences)),
+        sha256=hashlib.sha256(text).hexdigest(),
+    )
+    monkeypatch.setattr(postag, "BROWN", spec)
+    return folder

@@ -5,10 +5,7 @@ were alone; the n-gram baseline; train, evaluate, predict and stratified cv end 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
-import random
-from pathlib import Path
 
 import msgpack
 import numpy as np
@@ -19,51 +16,13 @@ from torch.nn.utils.rnn import pack_sequence
 
 from rnnlab.cli import main
 from rnnlab.data import LANGUAGES
-from rnnlab.data.wordlists import WordfreqSpec
 from rnnlab.experiments import langid
 from rnnlab.models import make_rnn
 from rnnlab.train.loop import _to_device
 
 pytestmark = pytest.mark.usefixtures("no_network")
 QUIET = ["--no-progress", "--no-plots"]
-PER_LANGUAGE = 30  # words in each made-up list
 TINY = ["--words", "20", "--hidden", "8", "--embedding", "6", "--batch-size", "16"]
-
-
-def made_up_lists() -> dict[str, bytes]:
-    """Each language's words from three letters, one shared with each neighbour."""
-    rng = random.Random(0)
-    files = {}
-    for k, language in enumerate(LANGUAGES):
-        letters = "abcdefghijklmnopqrstuvwxyzàéöñçşłřåæøüãőîțèíó"[2 * k : 2 * k + 3]
-        words = set()
-        while len(words) < PER_LANGUAGE:
-            words.add("".join(rng.choice(letters) for _ in range(rng.randint(3, 7))))
-        buckets = [[w] for w in sorted(words)]
-        header = {"format": "cB", "version": 1}
-        files[f"small_{language}.msgpack.gz"] = gzip.compress(msgpack.packb([header, *buckets]))
-    return files
-
-
-@pytest.fixture
-def lists(tmp_path, cache_root, monkeypatch) -> Path:
-    """A folder of the 18 made-up lists, made the lists `rnnlab langid` expects."""
-    files = made_up_lists()
-    folder = tmp_path / "lists"
-    folder.mkdir()
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
-    spec = WordfreqSpec(
-        requirement="madeupfreq==1.0",
-        sha256={
-            lang: hashlib.sha256(files[f"small_{lang}.msgpack.gz"]).hexdigest()
-            for lang in LANGUAGES
-        },
-        cache_name="madeupfreq-1.0",
-        package="madeupfreq_not_installed",
-    )
-    monkeypatch.setattr(langid, "WORDFREQ", spec)
-    return folder
 
 
 def test_langid_dry_run_reads_the_lists_through_data_dir(lists, capsys):

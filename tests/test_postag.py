@@ -5,18 +5,13 @@ evaluate, predict and cv end to end."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import random
-from pathlib import Path
 
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_sequence
 
 from rnnlab.cli import main
-from rnnlab.data import brown
-from rnnlab.data.brown import BrownSpec
 from rnnlab.experiments import postag
 from rnnlab.models import make_rnn
 from rnnlab.train import IGNORE_INDEX
@@ -24,48 +19,6 @@ from rnnlab.train import IGNORE_INDEX
 pytestmark = pytest.mark.usefixtures("no_network")
 QUIET = ["--no-progress", "--no-plots"]
 TINY = ["--hidden", "8", "--embedding", "6", "--batch-size", "8"]
-NOUNS = ["man/nn", "boat/nn", "dog/nn", "house/nn", "city/nn"]
-RARE = ["yak", "gnu", "emu", "ibex", "okapi", "tapir", "zebu", "kudu", "eland", "dingo"]
-ADJECTIVES = ["old/jj", "small/jj", "red/jj"]
-VERBS = ["saw/vbd", "took/vbd", "left/vbd"]
-
-
-def tiny_corpus() -> dict[str, bytes]:
-    """Ten files of 'The ADJ NOUN VERB NOUN .' sentences (NOUN the most frequent tag); the
-    sixth sentence of each file ends on a RARE noun, so validation and test hold unseen ones."""
-    rng = random.Random(0)
-    files = {}
-    for k in range(10):
-        lines = []
-        for i in range(6):
-            words = ["The/at", rng.choice(ADJECTIVES), rng.choice(NOUNS), rng.choice(VERBS)]
-            words += [f"{RARE[k]}/nn" if i == 5 else rng.choice(NOUNS), "./."]
-            lines.append("\t" + " ".join(words) + "\n")
-        files[f"c{'abcdefghij'[k]}01"] = ("\n\n" + "\n\n".join(lines)).encode()
-    return files
-
-
-@pytest.fixture
-def corpus(tmp_path, cache_root, monkeypatch) -> Path:
-    """A folder of the tiny corpus, made the corpus `rnnlab postag` expects."""
-    files = tiny_corpus()
-    folder = tmp_path / "brown"
-    folder.mkdir()
-    documents, sentences = [], []
-    for name, data in sorted(files.items()):
-        (folder / name).write_bytes(data)
-        parsed = brown.parse_file(data, name)
-        documents, sentences = documents + [name] * len(parsed), sentences + parsed
-    text = brown.canonical_text(documents, sentences)
-    spec = BrownSpec(
-        name="tiny-brown",
-        files=len(files),
-        sentences=len(sentences),
-        tokens=sum(map(len, sentences)),
-        sha256=hashlib.sha256(text).hexdigest(),
-    )
-    monkeypatch.setattr(postag, "BROWN", spec)
-    return folder
 
 
 def test_postag_dry_run_reads_the_corpus_through_data_dir(corpus, capsys):

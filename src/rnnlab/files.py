@@ -21,6 +21,7 @@ TEST_FILE = "test.json"  # the best model scored on the test split
 BASELINES_FILE = "baselines.json"  # what non-RNN methods score on the same split
 SAMPLES_FILE = "samples.txt"  # a language model's text sample after each epoch
 SUMMARY_FILE = "summary.json"  # best and final epochs, total time
+EXPLAIN_FILE = "explain.html"  # `rnnlab explain`: the model at work on a few examples
 LOCK_FILE = ".lock"  # held by the one process writing the folder
 
 

@@ -12,6 +12,7 @@ from rnnlab.experiments import langid, lm, mnist, postag, seq2seq
 from rnnlab.experiments.experiment import (
     Data,
     Experiment,
+    Explain,
     RunCommand,
     SavedRun,
     cross_validate_experiment,
@@ -32,6 +33,7 @@ __all__ = [
     "EXPERIMENTS",
     "Data",
     "Experiment",
+    "Explain",
     "RunCommand",
     "SavedRun",
     "cross_validate_experiment",

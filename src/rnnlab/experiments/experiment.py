@@ -4,9 +4,9 @@ train a run, cross-validate, rebuild a saved run, and score a saved run again.
 An experiment module (mnist.py, seq2seq.py, ...) ends with one `Experiment(...)`: its name,
 its config dataclass (every field an `option` with default and help), its training defaults,
 how it loads its data, how it builds its model, and what it does with a saved run (predict,
-and any commands of its own). `rnnlab.cli` derives `rnnlab NAME`, `rnnlab cv NAME`,
-`rnnlab evaluate RUN_DIR`, `rnnlab predict RUN_DIR` and the experiment's own commands from
-that declaration alone. Nothing here parses a command line.
+explain, and any commands of its own). `rnnlab.cli` derives `rnnlab NAME`, `rnnlab cv NAME`,
+`rnnlab evaluate RUN_DIR`, `rnnlab predict RUN_DIR`, `rnnlab explain RUN_DIR` and the
+experiment's own commands from that declaration alone. Nothing here parses a command line.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from rnnlab.crossval import CVResult, cross_validate
-from rnnlab.files import BASELINES_FILE, TEST_FILE, atomic_write
+from rnnlab.files import BASELINES_FILE, EXPLAIN_FILE, TEST_FILE, atomic_write
+from rnnlab.report import render_explain_page
 from rnnlab.train import (
     EvalResult,
     FitResult,
@@ -84,6 +85,18 @@ class RunCommand:
     run: Callable[[SavedRun, Any], None]  # (the saved run, the options) -> prints its result
 
 
+@dataclass(frozen=True)
+class Explain:
+    """`rnnlab explain RUN_DIR`: one HTML page showing the saved model at work on a few
+    examples. `compute` does the experiment's part, the tensors; the page is drawn by
+    `rnnlab.report.explain_html` from the JSON it returns."""
+
+    help: str  # one line for `rnnlab --help`
+    options: type  # a dataclass of `option` fields: the command's flags
+    # (the saved run, the options) -> the page's data: {"kind": the experiment's view, ...}
+    compute: Callable[[SavedRun, Any], dict]
+
+
 # (config, dataset, training?, the processes or None for one) -> the batches of `dataset`
 LoaderHook = Callable[[Any, Dataset, bool, DistributedContext | None], Iterable]
 # (config, data) -> {method: {"val_acc": ..., "test_acc": ...}}: what a non-RNN method scores
@@ -112,6 +125,7 @@ class Experiment:
     test_metrics: TestMetricsHook | None = None  # extra test-split metrics, into test.json
     contiguous_folds: bool = False  # cv folds are runs of the data in order, never shuffled
     predict: RunCommand | None = None  # `rnnlab predict RUN_DIR`
+    explain: Explain | None = None  # `rnnlab explain RUN_DIR`: a page of the model at work
     commands: tuple[RunCommand, ...] = ()  # more commands on a saved run (generate...)
     evaluate_fields: tuple[str, ...] = ()  # config fields `rnnlab evaluate` may change
     where_fields: tuple[str, ...] = ("data_dir",)  # config fields saying where, not what
@@ -128,7 +142,41 @@ class Experiment:
         return name if cell == cells.get("cell") else f"{name}-{cell}"
 
     def run_commands(self) -> tuple[RunCommand, ...]:
-        return ((self.predict,) if self.predict else ()) + self.commands
+        explain = self.explain
+        if explain is not None:
+            page = partial(write_explain_page, explain.compute)
+            explain = RunCommand("explain", explain.help, explain.options, page)
+        return tuple(c for c in (self.predict, explain) if c is not None) + self.commands
+
+
+def write_explain_page(compute: Callable[[SavedRun, Any], dict], saved: SavedRun, options) -> Path:
+    """The run's explain.html: `compute`'s data, the run's settings and test scores drawn by
+    `render_explain_page` into one file that needs nothing else; its path is printed."""
+    with torch.no_grad():
+        page = compute(saved, options)
+    try:
+        test = json.loads((saved.run_dir / TEST_FILE).read_text())
+    except (FileNotFoundError, ValueError):  # a run stopped before its test: none to show
+        test = {}
+    page["run"] = {
+        "folder": saved.run_dir.name,
+        "experiment": saved.experiment.name,
+        "config": dataclasses.asdict(saved.config),
+        "test": {k: v for k, v in test.items() if isinstance(v, (int, float))},
+    }
+    path = saved.run_dir / EXPLAIN_FILE
+    atomic_write(path, render_explain_page(page).encode())
+    print(path)
+    return path
+
+
+def some_wrong(correct: list[bool], count: int) -> list[int]:
+    """The indices of `count` examples, in order: about a third the first ones the model got
+    wrong (fewer if it got fewer wrong), the rest the first ones it got right."""
+    right = [i for i, ok in enumerate(correct) if ok]
+    wrong = [i for i, ok in enumerate(correct) if not ok]
+    wrong = wrong[: max(count // 3, count - len(right))]
+    return sorted(wrong + right[: count - len(wrong)])
 
 
 def loader(

@@ -41,7 +41,14 @@ from torch.utils.data import Dataset
 
 from rnnlab.data import LANGUAGES, load_wordlists
 from rnnlab.data.wordlists import WORDFREQ
-from rnnlab.experiments.experiment import Data, Experiment, RunCommand, SavedRun
+from rnnlab.experiments.experiment import (
+    Data,
+    Experiment,
+    Explain,
+    RunCommand,
+    SavedRun,
+    some_wrong,
+)
 from rnnlab.models import RNNOptions, hidden_of, hidden_option
 from rnnlab.options import check_choices, check_range, option
 from rnnlab.train import EvalResult
@@ -49,6 +56,7 @@ from rnnlab.train import EvalResult
 BEGIN, END = "^", "$"  # around every word, so that the RNN sees where a word starts and ends
 UNKNOWN = 0  # the id of a character the training words never hold
 TOP = 3  # languages printed per word by predict
+EXPLAINED_WORDS = 12  # test words the explain page shows by default
 POOLS = ("last", "max", "mean")  # what the word's vector may hold (--pool)
 BASELINE = "char 1-4-gram tf-idf + linear SVM"  # its name in baselines.json
 
@@ -277,14 +285,19 @@ def build_model(config: LangidConfig, meta: dict) -> WordClassifier:
 def classify(model: nn.Module, words: list[str], meta: dict, batch: int = 1000) -> Tensor:
     """(len(words), C) probabilities of each language, in eval mode without gradients."""
     vocabulary = Vocabulary(meta)
+    return probabilities(model, [vocabulary.encode(w) for w in words], batch)
+
+
+def probabilities(model: nn.Module, encoded: list[Tensor], batch: int = 1000) -> Tensor:
+    """(len(encoded), C) probabilities of each language for words already encoded ((T_i, K)
+    ids each, `Vocabulary.encode`), in eval mode without gradients."""
     model = getattr(model, "module", model)
     was_training = model.training
     model.eval()
     parts = []
     with torch.no_grad():
-        for i in range(0, len(words), batch):
-            chunk = [vocabulary.encode(w) for w in words[i : i + batch]]
-            packed = pack_sequence(chunk, enforce_sorted=False)
+        for i in range(0, len(encoded), batch):
+            packed = pack_sequence(encoded[i : i + batch], enforce_sorted=False)
             parts.append(model(packed).softmax(dim=-1))  # (b, C)
     model.train(was_training)
     return torch.cat(parts)  # (W, C)
@@ -374,6 +387,81 @@ def predict(saved: SavedRun, options: PredictOptions) -> None:
         print(f"{word}: " + ", ".join(f"{languages[i]} {p[i]:.3f}" for i in best))
 
 
+@dataclass
+class ExplainOptions:
+    text: str | None = option(
+        None,
+        f"words to show, separated by spaces; default: {EXPLAINED_WORDS} test words, some of "
+        "them ones the model gets wrong",
+    )
+
+
+def explain(saved: SavedRun, options: ExplainOptions) -> dict:
+    """The explain page's data: for each word, the languages' probabilities after each of its
+    steps (the model applied to the steps read so far, as though the word ended there), and
+    with each letter removed in turn."""
+    meta = saved.record.meta
+    words = (options.text or "").lower().split()
+    labels: list[int | None] = [None] * len(words)
+    if not words:
+        test = load_data(saved.config, meta).test
+        predicted = classify(saved.model, list(test.words), meta).argmax(dim=-1)  # (N,)
+        right = predicted.numpy() == test.labels  # (N,)
+        order = _round_robin(test.labels)  # one word of each language in turn
+        chosen = [order[j] for j in some_wrong(right[order].tolist(), EXPLAINED_WORDS)]
+        words = [test.words[i] for i in chosen]
+        labels = [int(test.labels[i]) for i in chosen]
+    vocabulary = Vocabulary(meta)
+    shown = []
+    for word, label in zip(words, labels, strict=True):
+        ids = vocabulary.encode(word)  # (T, K): n-grams look back only, so a prefix is ids[:t]
+        read = probabilities(saved.model, [ids[:t] for t in range(1, len(ids) + 1)])  # (T, C)
+        without = [word[:i] + word[i + 1 :] for i in range(len(word))]
+        removed = classify(saved.model, without, meta).tolist() if without else []  # (len, C)
+        shown.append(
+            {
+                "word": word,
+                "label": label,
+                "steps": list(BEGIN + word + END),
+                "probs": read.tolist(),
+                "removed": removed,  # row i: the word without its letter i
+            }
+        )
+    direction = "both directions" if saved.config.bidirectional else "one direction"
+    return {
+        "kind": "langid",
+        "title": "langid: a word's language as the model reads it",
+        "how": [
+            f"The RNN reads a word's characters in {direction}, between the markers ^ and $, "
+            "and its Linear maps the pooled states to the languages. The slider shows what "
+            "the model answers for the characters read so far, as though the word ended "
+            "there"
+            + (
+                " (the backward direction then reads those characters only)."
+                if saved.config.bidirectional
+                else ": for a model that reads one way this is its state as it reads."
+            )
+        ],
+        "removal_how": "Each letter removed in turn, the word classified again: the bar is "
+        "the probability of the whole word's answer without that letter; a letter whose "
+        "removal drops it is one the answer rests on.",
+        "languages": list(meta["languages"]),
+        "bidirectional": saved.config.bidirectional,
+        "words": shown,
+    }
+
+
+def _round_robin(labels: np.ndarray) -> list[int]:
+    """The indices of `labels` (N,) reordered so that the classes take turns: the first of
+    each, then the second of each, and so on."""
+    counts: dict[int, int] = {}
+    turn = []  # how many of its class come before each sample
+    for c in labels.tolist():
+        turn.append(counts.get(c, 0))
+        counts[c] = turn[-1] + 1
+    return sorted(range(len(labels)), key=lambda i: (turn[i], labels[i]))
+
+
 EXPERIMENT = Experiment(
     name="langid",
     help="a word's language from its characters: 18 languages, packed batches -> RNN -> Linear",
@@ -386,6 +474,11 @@ EXPERIMENT = Experiment(
     default_name=default_name,
     collate=collate,
     predict=RunCommand("predict", "the likeliest languages of each word", PredictOptions, predict),
+    explain=Explain(
+        "a page of each word's languages as it is read, and with each letter removed",
+        ExplainOptions,
+        explain,
+    ),
     evaluate_fields=("data_dir",),
     # what runs from before --ngrams, --ngram-min-count, --pool, --cell and --init did
     legacy_defaults=dict(

@@ -39,7 +39,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from rnnlab.data import CORPORA, Vocabulary
 from rnnlab.data.lm_text import LEVELS, NEWLINE, StreamWindows, detokenize, load_text, tokenize
-from rnnlab.experiments.experiment import Data, Experiment, RunCommand, SavedRun
+from rnnlab.experiments import text_features
+from rnnlab.experiments.experiment import Data, Experiment, Explain, RunCommand, SavedRun
 from rnnlab.experiments.ngram import count_baselines
 from rnnlab.files import SAMPLES_FILE
 from rnnlab.models import RNNOptions, detached, hidden_of, hidden_option, layers_option
@@ -47,6 +48,8 @@ from rnnlab.options import check_choices, check_range, option
 from rnnlab.train.distributed import DistributedContext
 
 EVAL_STREAMS = 8  # validation and test run as this many streams, each carrying its state
+SCANNED = 20_000  # explain: validation tokens over which units are correlated with features
+UNITS_SHOWN = 5  # explain: units listed per feature
 
 
 # --- the model --------------------------------------------------------------------------------
@@ -178,6 +181,17 @@ def sample_text(
         if write is not None:
             write(piece)
     return "".join(pieces)
+
+
+def pieces_of(tokens: Sequence[str], level: str) -> list[str]:
+    """Each token as the text it adds (a word level token brings its space before it)."""
+    pieces, previous = [], None
+    for token in tokens:
+        pieces.append(
+            token if previous is None else detokenize([previous, token], level)[len(previous) :]
+        )
+        previous = token
+    return pieces
 
 
 def stream_text(piece: str) -> None:
@@ -348,6 +362,75 @@ def generate(saved: SavedRun, options: GenerateOptions) -> None:
     print()
 
 
+@dataclass
+class ExplainOptions:
+    length: int = option(1500, "tokens of the validation text the page shows")
+    start: int = option(
+        0, "where the passage starts: a token of the validation text (then the next line's start)"
+    )
+
+
+def explain(saved: SavedRun, options: ExplainOptions) -> dict:
+    """The explain page's data: a passage of the validation text, read from a zero state, with
+    the probability the model gave each token, the five likeliest tokens after each, and the
+    top layer's units that track simple features (`text_features`) over up to SCANNED tokens
+    from the same place, with their activations over the passage."""
+    check_range("length", options.length, 2)
+    config = saved.config
+    vocab = Vocabulary.from_dict(saved.record.meta["vocabulary"])
+    val = load_text(
+        config.corpus, config.text_file, config.data_dir, config.level, config.words, vocab, False
+    ).val  # (N,)
+    if not 0 <= options.start < len(val) - 1:
+        raise ValueError(f"--start must be in [0, {len(val) - 2}], got {options.start}")
+    start = _line_start(val[options.start :], vocab) + options.start
+    ids = val[start : start + max(SCANNED, options.length)]  # (S,)
+    tokens = [vocab.token(int(i)) for i in ids]
+    shown = min(options.length, len(ids))
+    model = saved.model
+    h, _ = model.rnn(model.embedding(ids[None]))  # (1, S, H): the top layer's h_t, every step
+    h = h[0]  # (S, H)
+    probs = model.head(h[:shown]).softmax(dim=-1)  # (L, V): the next token after each
+    came = probs[:-1].gather(1, ids[1:shown, None])[:, 0]  # (L-1,): p(token t+1 | up to t)
+    top = probs.topk(min(5, probs.shape[1]))
+    units = text_features.track(h, pieces_of(tokens, vocab.level), UNITS_SHOWN)
+    listed = sorted({u for feature in units for u, _ in feature["units"]})
+    return {
+        "kind": "lm",
+        "title": f"lm: {len(vocab)} {config.level} tokens, what the model expects and its units",
+        "how": [
+            "The model reads the passage from a zero state. Each token is coloured by the "
+            "probability the model gave it before reading it (red: a surprise, green: "
+            "expected); hover a token to see the five likeliest tokens to follow it.",
+        ],
+        "method": (
+            f"The activations h_t of the top layer's {h.shape[1]} units over {len(ids):,} "
+            "validation tokens from the passage's start are each correlated (Pearson's r) "
+            "with each feature's value after the same tokens; the units with the largest |r| "
+            "are listed (a negative r tracks the feature as well, inverted). Click a unit to "
+            "colour the passage by its activation. After Karpathy, Johnson & Fei-Fei (2015), "
+            "Visualizing and Understanding Recurrent Networks."
+        ),
+        "start": start,
+        "vocab": list(vocab.tokens),
+        "ids": ids[:shown].tolist(),
+        "pieces": pieces_of(tokens[:shown], vocab.level),
+        "prob": [None, *came.tolist()],
+        "top": [[i, p] for i, p in zip(top.indices.tolist(), top.values.tolist(), strict=True)],
+        "features": units,
+        "units": {"ids": listed, "values": h[:shown, listed].T.tolist()},
+    }
+
+
+def _line_start(ids: torch.Tensor, vocab: Vocabulary) -> int:
+    """The position just after the first newline of `ids` (N,): where a line starts; 0 when
+    there is none (or none before the last token)."""
+    if NEWLINE not in vocab:
+        return 0
+    newlines = (ids[:-1] == vocab.index(NEWLINE)).nonzero()  # (n, 1)
+    return int(newlines[0]) + 1 if len(newlines) else 0
+
+
 EXPERIMENT = Experiment(
     name="lm",
     help="a character- or word-level language model of Shakespeare (or a text of yours)",
@@ -362,6 +445,11 @@ EXPERIMENT = Experiment(
     test_metrics=test_bits_or_perplexity,
     contiguous_folds=True,
     commands=(RunCommand("generate", "stream text after a prompt", GenerateOptions, generate),),
+    explain=Explain(
+        "a page of a validation passage: each token's probability, the next ones, the units",
+        ExplainOptions,
+        explain,
+    ),
     evaluate_fields=("text_file",),
     # what runs from before --cell (and --init) did
     legacy_defaults=dict(cell="rnn"),

@@ -28,7 +28,14 @@ from torch.utils.data import Subset
 
 from rnnlab.data import cache, load_mnist
 from rnnlab.data.batched import collate
-from rnnlab.experiments.experiment import Data, Experiment, RunCommand, SavedRun
+from rnnlab.experiments.experiment import (
+    Data,
+    Experiment,
+    Explain,
+    RunCommand,
+    SavedRun,
+    some_wrong,
+)
 from rnnlab.files import atomic_write
 from rnnlab.models import RNNOptions, hidden_of, hidden_option, init_option, layers_option
 from rnnlab.options import check_choices, check_range, option
@@ -256,6 +263,70 @@ def predict(saved: SavedRun, options: PredictOptions) -> None:
         print(f"  {classes[i]:>12} {probs[i]:.4f}")
 
 
+@dataclass
+class ExplainOptions:
+    images: int = option(12, "test images to show, about a third of them ones the model gets wrong")
+
+
+def explain(saved: SavedRun, options: ExplainOptions) -> dict:
+    """The explain page's data: test images, some misclassified, each with the ten classes'
+    probabilities after every row read (after every 28 pixels under --sequence pixels or
+    permuted): the Linear readout applied to the top layer's h_t at those steps."""
+    check_range("images", options.images, 1)
+    test = load_data(saved.config).test
+    classifier, to_steps = _reader(saved.model)
+    predicted = []
+    for start in range(0, len(test), 1000):
+        images, _ = test.__getitems__(list(range(start, min(start + 1000, len(test)))))
+        predicted.append(saved.model(images).argmax(dim=-1))  # (b,)
+    labels = test.__getitems__(list(range(len(test))))[1]  # (N,)
+    correct = (torch.cat(predicted) == labels).tolist()
+    chosen = some_wrong(correct, options.images)
+    images, labels = test.__getitems__(chosen)  # (n, 28, 28), (n,)
+    out, _ = classifier.rnn(to_steps(images))  # (n, T, H): h_t of the top layer, every step
+    per_frame = out.shape[1] // SIDE  # steps per row's worth of pixels: 1, or 28
+    probs = classifier.head(out[:, per_frame - 1 :: per_frame]).softmax(dim=-1)  # (n, 28, C)
+    shown = [
+        {
+            "index": index,
+            "label": int(label),
+            "predicted": int(p[-1].argmax()),
+            "pixels": (image.flatten() * 255).round().to(torch.uint8).tolist(),
+            "probs": p.tolist(),
+        }
+        for index, image, label, p in zip(chosen, images, labels, probs, strict=True)
+    ]
+    reading = {
+        "rows": "row by row",
+        "pixels": "pixel by pixel",
+        "permuted": "pixel by pixel, in a fixed random order",
+    }[saved.config.sequence]
+    return {
+        "kind": "mnist",
+        "title": f"{saved.config.dataset}: the classifier reading an image {reading}",
+        "how": [
+            f"The RNN reads each image {reading}. After each row's worth of pixels the page "
+            "shows what the readout (the Linear on the top layer's h_t) would answer if the "
+            "image ended there: the ten classes' probabilities. The last step is the model's "
+            "answer. Move the slider or press play to watch the answer form.",
+        ],
+        "classes": saved.record.meta["classes"],
+        "side": SIDE,
+        "chunk": SIDE,
+        "unit": "row" if saved.config.sequence == "rows" else "pixel",
+        "order": saved.record.meta.get("pixel_order"),
+        "images": shown,
+    }
+
+
+def _reader(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """The classifier (its `rnn` and `head`) and what turns images into its steps."""
+    if isinstance(model, nn.Sequential):  # PixelSequence in front: one pixel per step
+        *front, classifier = model
+        return classifier, nn.Sequential(*front)
+    return model, nn.Identity()
+
+
 EXPERIMENT = Experiment(
     name="mnist",
     help="MNIST read as 28 rows of 28 pixels -> RNN -> Linear(10)",
@@ -273,6 +344,11 @@ EXPERIMENT = Experiment(
     baselines=baselines,
     predict=RunCommand(
         "predict", "classify one image: a test index or a PNG", PredictOptions, predict
+    ),
+    explain=Explain(
+        "a page of test images read row by row, the classes' probabilities after each",
+        ExplainOptions,
+        explain,
     ),
     evaluate_fields=("data_dir",),
     cv_defaults=dict(val_size=0),

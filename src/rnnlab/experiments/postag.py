@@ -35,12 +35,21 @@ from torch.utils.data import Dataset
 from rnnlab.data import TAGSETS, load_brown
 from rnnlab.data.brown import BROWN, Sentence
 from rnnlab.data.wordlists import split_indices
-from rnnlab.experiments.experiment import Data, Experiment, RunCommand, SavedRun
+from rnnlab.experiments.experiment import (
+    Data,
+    Experiment,
+    Explain,
+    RunCommand,
+    SavedRun,
+    some_wrong,
+)
 from rnnlab.models import RNNOptions, hidden_option
 from rnnlab.options import check_choices, check_range, option
 from rnnlab.train import IGNORE_INDEX, EvalResult
 
 UNK = "<unk>"  # id 0: a word seen fewer than --min-count times in training
+EXPLAINED_SENTENCES = 12  # test sentences the explain page shows by default
+LONGEST_EXPLAINED = 25  # words: longer test sentences are left out of the explain page
 
 
 @dataclass
@@ -167,19 +176,26 @@ def build_model(config: PostagConfig, meta: dict) -> Tagger:
 
 def tag(model: nn.Module, sentences: list[list[str]], meta: dict, batch: int = 256) -> list:
     """The predicted tag ids of each sentence's words, in eval mode without gradients."""
+    return [p.argmax(dim=-1).tolist() for p in tag_probabilities(model, sentences, meta, batch)]
+
+
+def tag_probabilities(
+    model: nn.Module, sentences: list[list[str]], meta: dict, batch: int = 256
+) -> list[Tensor]:
+    """Each sentence's (T_i, C) probabilities of the tags, in eval mode without gradients."""
     ids = {w: i for i, w in enumerate(meta["words"])}
     model = getattr(model, "module", model)
     was_training = model.training
     model.eval()
-    tags = []
+    probs = []
     with torch.no_grad():
         for i in range(0, len(sentences), batch):
             chunk = sentences[i : i + batch]
             encoded = [encode(s, ids, meta["lowercase"]) for s in chunk]
-            best = model(pack_sequence(encoded, enforce_sorted=False)).argmax(dim=-1)  # (b, T)
-            tags += [best[j, : len(s)].tolist() for j, s in enumerate(chunk)]
+            p = model(pack_sequence(encoded, enforce_sorted=False)).softmax(dim=-1)  # (b, T, C)
+            probs += [p[j, : len(s)] for j, s in enumerate(chunk)]
     model.train(was_training)
-    return tags
+    return probs
 
 
 def test_metrics(config: PostagConfig, data: Data, model: nn.Module, _: EvalResult) -> dict:
@@ -251,6 +267,60 @@ def predict(saved: SavedRun, options: PredictOptions) -> None:
     print(" ".join(f"{w}/{meta['tags'][t]}" for w, t in zip(words, tags, strict=True)))
 
 
+@dataclass
+class ExplainOptions:
+    text: str | None = option(
+        None,
+        f"a sentence to show, its tokens separated by spaces; default: {EXPLAINED_SENTENCES} "
+        f"test sentences of at most {LONGEST_EXPLAINED} words, some of them ones the model "
+        "mistags",
+    )
+
+
+def explain(saved: SavedRun, options: ExplainOptions) -> dict:
+    """The explain page's data: sentences with each word's tag probabilities, and the gold
+    tags of test sentences."""
+    meta = saved.record.meta
+    if options.text:
+        sentences, gold = [options.text.split()], [None]
+    else:
+        test = [
+            s for s in load_data(saved.config, meta).test.sentences if len(s) <= LONGEST_EXPLAINED
+        ]
+        predicted = tag(saved.model, [[w for w, _ in s] for s in test], meta)
+        right = [
+            [meta["tags"][p] for p in tags] == [t for _, t in s]
+            for tags, s in zip(predicted, test, strict=True)
+        ]
+        chosen = [test[i] for i in some_wrong(right, EXPLAINED_SENTENCES)]
+        sentences = [[w for w, _ in s] for s in chosen]
+        gold = [[t for _, t in s] for s in chosen]
+    probs = tag_probabilities(saved.model, sentences, meta)
+    known = {w: i for i, w in enumerate(meta["words"])}
+    return {
+        "kind": "postag",
+        "title": f"postag: {len(meta['tags'])} tags, the tagger's confidence and its mistakes",
+        "how": [
+            "Each word shows the tag the model gives it, shaded by the model's probability for "
+            "that tag (green: sure, red: unsure). A red box marks a word whose predicted tag "
+            "differs from the corpus's gold tag. Hover a word for the probabilities of its "
+            f"likeliest tags. Words seen fewer than {saved.config.min_count} times in training "
+            "read as <unk> to the model; they are underlined with dots."
+        ],
+        "tags": list(meta["tags"]),
+        "sentences": [
+            {
+                "words": words,
+                "unknown": (encode(words, known, meta["lowercase"]) == 0).tolist(),
+                "gold": g,
+                "predicted": p.argmax(dim=-1).tolist(),
+                "probs": p.tolist(),
+            }
+            for words, g, p in zip(sentences, gold, probs, strict=True)
+        ],
+    }
+
+
 EXPERIMENT = Experiment(
     name="postag",
     help="part-of-speech tags of the Brown corpus: words -> (bi)RNN -> a tag per word",
@@ -261,6 +331,11 @@ EXPERIMENT = Experiment(
     default_name=default_name,
     collate=collate,
     predict=RunCommand("predict", "tag one sentence: word/TAG per token", PredictOptions, predict),
+    explain=Explain(
+        "a page of sentences with their tags, confidence shaded, mistakes marked",
+        ExplainOptions,
+        explain,
+    ),
     evaluate_fields=("data_dir",),
     baselines=baselines,
     test_metrics=test_metrics,

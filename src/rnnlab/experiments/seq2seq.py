@@ -24,12 +24,13 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import pad_sequence
 
 from rnnlab.data import LEVELS, PairDataset, Vocabulary, read_pairs, sequence_pairs, tokenize
-from rnnlab.experiments.experiment import Data, Experiment, RunCommand, SavedRun
+from rnnlab.experiments.experiment import Data, Experiment, Explain, RunCommand, SavedRun
 from rnnlab.models import RNNOptions, hidden_option
 from rnnlab.options import check_choices, check_range, option
 from rnnlab.train import IGNORE_INDEX
 
 SHOWN_CHARACTERS = 200  # a prediction longer than this is cut in the epoch line and metrics
+EXPLAINED_PAIRS = 12  # pairs the explain page shows by default
 
 
 @dataclass
@@ -182,6 +183,49 @@ def predict(saved: SavedRun, options: PredictOptions) -> None:
     print(translate(saved.model, vocab, options.text))
 
 
+@dataclass
+class ExplainOptions:
+    text: str | None = option(
+        None, f"a source sequence to show; default: the run's first {EXPLAINED_PAIRS} pairs"
+    )
+
+
+def explain(saved: SavedRun, options: ExplainOptions) -> dict:
+    """The explain page's data: the output distribution (softmax of the logits) at every step
+    of each pair's source, beside its target."""
+    vocab = Vocabulary.from_dict(saved.record.meta["vocabulary"])
+    if options.text:
+        check_known(vocab, [options.text], f"--text {shorten(options.text)!r}")
+        pairs = [(options.text, None)]
+    else:
+        data = load_data(saved.config, saved.record.meta)
+        pairs = [(p.source, p.target) for p in data.train.pairs[:EXPLAINED_PAIRS]]
+    shown = []
+    for source, target in pairs:
+        ids = torch.tensor([vocab.encode(source)], dtype=torch.int64)  # (1, T)
+        probs = saved.model(ids).softmax(dim=-1)[0]  # (T, V)
+        shown.append(
+            {
+                "source": tokenize(source, vocab.level),
+                "target": None if target is None else tokenize(target, vocab.level),
+                "predicted": probs.argmax(dim=-1).tolist(),
+                "probs": probs.tolist(),
+            }
+        )
+    return {
+        "kind": "seq2seq",
+        "title": "seq2seq: what the tagger outputs at each step",
+        "how": [
+            "The tagger reads the input one token at a time and, after each, outputs a "
+            "distribution over the vocabulary (a softmax of the Linear applied to h_t). Each "
+            "column of the grid is one step; move the slider to read a step's numbers."
+        ],
+        "vocab": list(vocab.tokens),
+        "joiner": "" if vocab.level == "char" else " ",
+        "pairs": shown,
+    }
+
+
 EXPERIMENT = Experiment(
     name="seq2seq",
     help='a per-step tagger: "hello" -> "ohlol", one-hot or embedded',
@@ -193,6 +237,7 @@ EXPERIMENT = Experiment(
     collate=collate,
     on_epoch_end=show_prediction,
     predict=RunCommand("predict", "tag one source text", PredictOptions, predict),
+    explain=Explain("a page of each step's output distribution", ExplainOptions, explain),
     evaluate_fields=("pairs",),
     where_fields=(),
     # what runs from before --cell (and --init) did
