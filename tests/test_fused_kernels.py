@@ -61,19 +61,23 @@ def assert_all_close(got: list[torch.Tensor], want: list[torch.Tensor], dtype) -
 @pytest.mark.parametrize(("rows", "H"), SIZES)
 def test_compiled_gru_steps_equal_the_torch_ops(kernels, rows, H, dtype):
     step = random_step(rows, H, dtype, gates=3)
+    bias_hn = torch.randn(H, dtype=dtype)
     results = []
     for module in (pointwise, kernels):
-        gi = step["gates"].clone()  # becomes r, z, n
-        h = outputs_of(lambda h, m=module, g=gi: m.gru_forward(g, step["other"], step["state"], h),
-                       [(rows, H)], dtype)  # fmt: skip
+        gi, gh = step["gates"].clone(), step["other"].clone()  # become (r, z, n) and + b_hn
+        h = outputs_of(
+            lambda h, m=module, g=gi, k=gh: m.gru_forward(g, k, bias_hn, step["state"], h),
+            [(rows, H)],
+            dtype,
+        )
         backward = outputs_of(
-            lambda dgi, dgh, carry, m=module, g=gi: m.gru_backward(
-                g, step["other"], step["state"], step["grad"], dgi, dgh, carry
+            lambda dgi, dgh, carry, m=module, g=gi, k=gh: m.gru_backward(
+                g, k, step["state"], step["grad"], step["carry"], dgi, dgh, carry
             ),
             [(rows, 3 * H), (rows, 3 * H), (rows, H)],
             dtype,
         )
-        results.append([gi, *h, *backward])
+        results.append([gi, gh, *h, *backward])
     assert_all_close(results[1], results[0], dtype)
 
 
@@ -111,10 +115,11 @@ def test_compiled_kernels_refuse_what_they_cannot_read(kernels):
     rows, H = 3, 4
     gi, gh = torch.randn(rows, 3 * H), torch.randn(rows, 3 * H)
     h_prev, h = torch.randn(rows, H), torch.empty(rows, H)
+    bias = torch.randn(H)
     with pytest.raises(RuntimeError, match="contiguous"):
-        kernels.gru_forward(gi, gh, torch.randn(H, rows).t(), h)
+        kernels.gru_forward(gi, gh, bias, torch.randn(H, rows).t(), h)
     with pytest.raises(RuntimeError, match="mixed dtypes"):
-        kernels.gru_forward(gi, gh, h_prev.double(), h)
+        kernels.gru_forward(gi, gh, bias, h_prev.double(), h)
 
 
 SCRIPT = """

@@ -4,18 +4,19 @@ Forward, per step, on three buffers: GI (N, 3H) of input projections, with the h
 of r and z added once (those gates need only the sum of both projections), GH (N, 3H) of
 hidden projections, OUT (N, H) of every h_t:
 
-    gh_t  = h_{t-1} W_hh^T + (0, 0, b_hn)            one matmul into GH
+    gh_t  = h_{t-1} W_hh^T                           one matmul into GH
+    gh_n += b_hn                                     in place: the backward reads it
     r, z  = sigmoid(gi_rz + gh_rz)                   in place in GI
     n     = tanh(gi_n + r * gh_n)                    in place in GI
     h_t   = n + z * (h_{t-1} - n)                    into OUT
 
-Backward, per step, from dh_t, the whole gradient reaching h_t:
+Backward, per step, with dh_t the whole gradient reaching h_t:
 
     dn~ = dh (1 - z)(1 - n^2),  dz~ = dh (h_{t-1} - n) z (1 - z),  dr~ = dn~ gh_n r (1 - r)
-    dh_{t-1} += dh_t z_t + (dr~, dz~, dn~ r) W_hh
+    dh_{t-1} = dout_{t-1} + (dr~, dz~, dn~ r) W_hh + dh_t z_t     (the last term: the "carry")
 
-The pointwise part of each step (everything but the matmul) is one call of
-`pointwise_kernels()`'s gru_forward / gru_backward.
+Everything of a step but its matmul is one call of `pointwise_kernels()`'s gru_forward or
+gru_backward.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ class FusedGRULayer(torch.autograd.Function):
         kernels = pointwise_kernels(x)
         if bias_ih is None:
             gi = torch.mm(x, weight_ih.t())  # (N, 3H)
-            hidden_bias = None
+            bias_hn = x.new_empty(0)  # none
         else:
             input_bias = torch.cat([bias_ih[: 2 * H] + bias_hh[: 2 * H], bias_ih[2 * H :]])
             gi = torch.addmm(input_bias, x, weight_ih.t())  # (N, 3H)
-            hidden_bias = torch.cat([torch.zeros_like(bias_hh[: 2 * H]), bias_hh[2 * H :]])
+            bias_hn = bias_hh[2 * H :].contiguous()  # (H,)
         gh = torch.empty_like(gi)  # (N, 3H)
         out = x.new_empty(x.size(0), H)  # (N, H)
         w_hh_t = weight_hh.t()  # (H, 3H)
@@ -50,11 +51,8 @@ class FusedGRULayer(torch.autograd.Function):
         prev = h0
         for t in order:
             h_prev = starting_state(prev, h0, batch_sizes[t])  # (b_t, H)
-            if hidden_bias is None:
-                torch.mm(h_prev, w_hh_t, out=gh_steps[t])
-            else:
-                torch.addmm(hidden_bias, h_prev, w_hh_t, out=gh_steps[t])
-            kernels.gru_forward(gi_steps[t], gh_steps[t], h_prev, h_steps[t])
+            torch.mm(h_prev, w_hh_t, out=gh_steps[t])
+            kernels.gru_forward(gi_steps[t], gh_steps[t], bias_hn, h_prev, h_steps[t])
             prev = h_steps[t]
         h_n = final_state(h_steps, order, batch_sizes)  # (B, H)
         inputs = (x, h0, weight_ih, weight_hh, bias_ih, bias_hh, None)
@@ -68,7 +66,7 @@ class FusedGRULayer(torch.autograd.Function):
         x, h0, weight_ih, weight_hh, _, _, _, gi, gh, out = ctx.saved_tensors
         batch_sizes, kernels = ctx.batch_sizes, pointwise_kernels(x)
         order = visit_order(len(batch_sizes), ctx.reverse)
-        dh = grad_out.clone(memory_format=torch.contiguous_format)  # (N, H): dh_t, in place
+        dh = grad_out.clone(memory_format=torch.contiguous_format)  # (N, H): dout + the matmul
         dgi, dgh = torch.empty_like(gi), torch.empty_like(gh)  # (N, 3H): dG of both projections
         carry = torch.empty_like(dh)  # (N, H): dh_t z_t, the part of dh_{t-1} past the matmul
         gi_steps, gh_steps, h_steps = (
@@ -89,16 +87,27 @@ class FusedGRULayer(torch.autograd.Function):
             d, rows = dh_steps[t], batch_sizes[t]  # d: (b_t, H)
             fed = min(rows, after_rows)  # rows that went on to the step visited after
             if fed == rows == after_rows and after is not None:
-                d.add_(carry_steps[after]).addmm_(dgh_steps[after], weight_hh)
+                d.addmm_(dgh_steps[after], weight_hh)
+                carry_in = carry_steps[after]  # (b_t, H)
             else:
                 if fed:
-                    d[:fed].add_(carry_steps[after][:fed]).addmm_(dgh_steps[after][:fed], weight_hh)
+                    d[:fed].addmm_(dgh_steps[after][:fed], weight_hh)
                 if rows > fed:  # sequences that ended here: their h is in h_n
                     d[fed:].add_(grad_h_n[fed:rows])
+                carry_in = torch.zeros_like(d)  # (b_t, H)
+                if fed:
+                    carry_in[:fed] = carry_steps[after][:fed]
             prev_rows = batch_sizes[order[i - 1]] if i > 0 else 0
             h_prev = starting_state(h_steps[order[i - 1]] if i > 0 else h0, h0, rows)  # (b_t, H)
             kernels.gru_backward(
-                gi_steps[t], gh_steps[t], h_prev, d, dgi_steps[t], dgh_steps[t], carry_steps[t]
+                gi_steps[t],
+                gh_steps[t],
+                h_prev,
+                d,
+                carry_in,
+                dgi_steps[t],
+                dgh_steps[t],
+                carry_steps[t],
             )
             if rows > prev_rows:  # rows that started from h0 at this step
                 dh0[prev_rows:rows] = torch.addmm(

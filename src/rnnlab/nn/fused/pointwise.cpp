@@ -44,41 +44,47 @@ void for_each_vector(int64_t rows, int64_t H, const F& body) {
 }
 
 template <typename T>
-void gru_forward_rows(T* gi, const T* gh, const T* h_prev, T* h, int64_t rows, int64_t H) {
+void gru_forward_rows(T* gi, T* gh, const T* bias_hn, const T* h_prev, T* h, int64_t rows,
+                      int64_t H) {
   using V = Vectorized<T>;
   for_each_vector<T>(rows, H, [&](int64_t row, int64_t j, int64_t n) {
     T* g = gi + row * 3 * H + j;
-    const T* k = gh + row * 3 * H + j;
+    T* k = gh + row * 3 * H + j;
     const int64_t at = row * H + j;
-    const V r = sigmoid(V::loadu(g, n) + V::loadu(k, n));                      // reset gate
-    const V z = sigmoid(V::loadu(g + H, n) + V::loadu(k + H, n));              // update gate
-    const V c = tanh(V::loadu(g + 2 * H, n) + r * V::loadu(k + 2 * H, n));  // candidate n
+    V hn = V::loadu(k + 2 * H, n);
+    if (bias_hn != nullptr) hn = hn + V::loadu(bias_hn + j, n);    // W_hn h + b_hn
+    const V r = sigmoid(V::loadu(g, n) + V::loadu(k, n));          // reset gate
+    const V z = sigmoid(V::loadu(g + H, n) + V::loadu(k + H, n));  // update gate
+    const V c = tanh(V::loadu(g + 2 * H, n) + r * hn);             // candidate n
     r.store(g, n);
     z.store(g + H, n);
     c.store(g + 2 * H, n);
+    hn.store(k + 2 * H, n);
     (c + z * (V::loadu(h_prev + at, n) - c)).store(h + at, n);  // h = n + z (h_prev - n)
   });
 }
 
 template <typename T>
-void gru_backward_rows(const T* gi, const T* gh, const T* h_prev, const T* dh, T* dgi, T* dgh,
-                       T* carry, int64_t rows, int64_t H) {
+void gru_backward_rows(const T* gi, const T* gh, const T* h_prev, const T* dh,
+                       const T* carry_in, T* dgi, T* dgh, T* carry_out, int64_t rows,
+                       int64_t H) {
   using V = Vectorized<T>;
   const V one(T(1));
   for_each_vector<T>(rows, H, [&](int64_t row, int64_t j, int64_t n) {
     const int64_t gate = row * 3 * H + j, at = row * H + j;
     const V r = V::loadu(gi + gate, n), z = V::loadu(gi + gate + H, n);
-    const V c = V::loadu(gi + gate + 2 * H, n), d = V::loadu(dh + at, n);
-    const V dn = d * (one - z) * (one - c * c);                               // dn~
-    const V dr = dn * V::loadu(gh + gate + 2 * H, n) * r * (one - r);          // dr~
-    const V dz = d * (V::loadu(h_prev + at, n) - c) * z * (one - z);          // dz~
+    const V c = V::loadu(gi + gate + 2 * H, n);
+    const V d = V::loadu(dh + at, n) + V::loadu(carry_in + at, n);         // dh_t, whole
+    const V dn = d * (one - z) * (one - c * c);                              // dn~
+    const V dr = dn * V::loadu(gh + gate + 2 * H, n) * r * (one - r);       // dr~
+    const V dz = d * (V::loadu(h_prev + at, n) - c) * z * (one - z);        // dz~
     dr.store(dgi + gate, n);
     dz.store(dgi + gate + H, n);
     dn.store(dgi + gate + 2 * H, n);
     dr.store(dgh + gate, n);
     dz.store(dgh + gate + H, n);
     (dn * r).store(dgh + gate + 2 * H, n);
-    (d * z).store(carry + at, n);
+    (d * z).store(carry_out + at, n);
   });
 }
 
@@ -130,23 +136,26 @@ void check(const std::vector<at::Tensor>& tensors, const at::Tensor& like) {
   }
 }
 
-void gru_forward(at::Tensor gi, at::Tensor gh, at::Tensor h_prev, at::Tensor h) {
-  check({gi, gh, h_prev, h}, h);
+void gru_forward(at::Tensor gi, at::Tensor gh, at::Tensor bias_hn, at::Tensor h_prev,
+                 at::Tensor h) {
+  check({gi, gh, bias_hn, h_prev, h}, h);
   AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "gru_forward", [&] {
-    gru_forward_rows<scalar_t>(gi.data_ptr<scalar_t>(), gh.data_ptr<scalar_t>(),
-                               h_prev.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), h.size(0),
-                               h.size(1));
+    gru_forward_rows<scalar_t>(
+        gi.data_ptr<scalar_t>(), gh.data_ptr<scalar_t>(),
+        bias_hn.numel() ? bias_hn.data_ptr<scalar_t>() : nullptr, h_prev.data_ptr<scalar_t>(),
+        h.data_ptr<scalar_t>(), h.size(0), h.size(1));
   });
 }
 
 void gru_backward(at::Tensor gi, at::Tensor gh, at::Tensor h_prev, at::Tensor dh,
-                  at::Tensor dgi, at::Tensor dgh, at::Tensor carry) {
-  check({gi, gh, h_prev, dh, dgi, dgh, carry}, dh);
+                  at::Tensor carry_in, at::Tensor dgi, at::Tensor dgh, at::Tensor carry_out) {
+  check({gi, gh, h_prev, dh, carry_in, dgi, dgh, carry_out}, dh);
   AT_DISPATCH_FLOATING_TYPES(dh.scalar_type(), "gru_backward", [&] {
     gru_backward_rows<scalar_t>(gi.data_ptr<scalar_t>(), gh.data_ptr<scalar_t>(),
                                 h_prev.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
-                                dgi.data_ptr<scalar_t>(), dgh.data_ptr<scalar_t>(),
-                                carry.data_ptr<scalar_t>(), dh.size(0), dh.size(1));
+                                carry_in.data_ptr<scalar_t>(), dgi.data_ptr<scalar_t>(),
+                                dgh.data_ptr<scalar_t>(), carry_out.data_ptr<scalar_t>(),
+                                dh.size(0), dh.size(1));
   });
 }
 

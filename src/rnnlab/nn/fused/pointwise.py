@@ -12,31 +12,44 @@ import torch
 from torch import Tensor
 
 
-def gru_forward(gi: Tensor, gh: Tensor, h_prev: Tensor, h: Tensor) -> None:
-    """gi (b, 3H) holds W_i x + b_i (with b_hr, b_hz), gh (b, 3H) W_h h_prev + (0, 0, b_hn):
-    gi becomes (r, z, n) and h = n + z * (h_prev - n)."""
+def gru_forward(gi: Tensor, gh: Tensor, bias_hn: Tensor, h_prev: Tensor, h: Tensor) -> None:
+    """gi (b, 3H) holds W_i x + b_i (with b_hr, b_hz), gh (b, 3H) W_h h_prev, bias_hn (H,) b_hn
+    (empty without biases): gi becomes (r, z, n), gh's last block W_hn h_prev + b_hn, and
+    h = n + z * (h_prev - n)."""
     H = h.size(1)
+    hn = gh[:, 2 * H :]
+    if bias_hn.numel():
+        hn.add_(bias_hn)
     rz = gi[:, : 2 * H].add_(gh[:, : 2 * H]).sigmoid_()  # (b, 2H): r, z
-    n = gi[:, 2 * H :].addcmul_(rz[:, :H], gh[:, 2 * H :]).tanh_()  # (b, H)
+    n = gi[:, 2 * H :].addcmul_(rz[:, :H], hn).tanh_()  # (b, H)
     torch.lerp(n, h_prev, rz[:, H:], out=h)
 
 
 def gru_backward(
-    gi: Tensor, gh: Tensor, h_prev: Tensor, dh: Tensor, dgi: Tensor, dgh: Tensor, carry: Tensor
+    gi: Tensor,
+    gh: Tensor,
+    h_prev: Tensor,
+    dh: Tensor,
+    carry_in: Tensor,
+    dgi: Tensor,
+    dgh: Tensor,
+    carry_out: Tensor,
 ) -> None:
-    """From dh (b, H), the whole gradient reaching h_t: the pre-activation gradients of the
-    input projection dgi = (dr~, dz~, dn~) and of the hidden one dgh = (dr~, dz~, dn~ r), each
-    (b, 3H), and carry = dh z (b, H), the part of dh_{t-1} that skips the matmul."""
+    """From dh (b, H), the gradient reaching h_t through the output and the next step's matmul,
+    and carry_in (b, H), the part past that matmul (dh_{t+1} z_{t+1}): the pre-activation
+    gradients of the input projection dgi = (dr~, dz~, dn~) and of the hidden one
+    dgh = (dr~, dz~, dn~ r), each (b, 3H), and carry_out = dh_t z_t (b, H) for the step before."""
     H = dh.size(1)
     r, z, n = gi.split(H, 1)  # (b, H) each
-    dn = dh * (1 - z) * (1 - n * n)  # dn~
+    d = dh + carry_in  # dh_t, whole
+    dn = d * (1 - z) * (1 - n * n)  # dn~
     dgi[:, 2 * H :] = dn
     torch.mul(dn, r, out=dgh[:, 2 * H :])
     dr = dn * gh[:, 2 * H :] * r * (1 - r)  # dr~
-    dz = dh * (h_prev - n) * z * (1 - z)  # dz~
+    dz = d * (h_prev - n) * z * (1 - z)  # dz~
     dgi[:, :H], dgi[:, H : 2 * H] = dr, dz
     dgh[:, :H], dgh[:, H : 2 * H] = dr, dz
-    torch.mul(dh, z, out=carry)
+    torch.mul(d, z, out=carry_out)
 
 
 def lstm_forward(gates: Tensor, c_prev: Tensor, c: Tensor, tc: Tensor, m: Tensor) -> None:
