@@ -3,9 +3,8 @@ maths as torch ops (pointwise.py).
 
 The C++ file is built the first time a fused GRU or LSTM runs, with torch's own extension
 tools (a C++ compiler and ninja), for the CPU capability torch itself runs with (AVX-512, AVX2
-or plain): about a minute, once per machine; torch keeps the build in its extensions folder
-(TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions) and rebuilds it when the source
-changes. Where it cannot be built (no compiler), one warning says so and the layers use
+or plain): about a minute, once per machine and version of the source; torch keeps the build
+in its extensions folder (TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions). Where it cannot be built (no compiler), one warning says so and the layers use
 pointwise.py, with the same results. RNNLAB_COMPILED=0 chooses pointwise.py outright.
 """
 
@@ -13,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import shutil
 import warnings
@@ -58,9 +58,12 @@ def compiled_kernels(capability: str | None = None) -> ModuleType | None:
     try:
         from torch.utils import cpp_extension
 
+        # named by the source's digest too: two versions of rnnlab on one machine (two
+        # checkouts, an upgrade) each keep their own build instead of rebuilding over the other
+        digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
         with _ninja_on_path():
             return cpp_extension.load(
-                f"rnnlab_pointwise_{capability.lower()}",
+                f"rnnlab_pointwise_{capability.lower()}_{digest}",
                 [str(SOURCE)],
                 extra_cflags=["-O3", *flags],
                 verbose=False,
