@@ -4,8 +4,9 @@ maths as torch ops (pointwise.py).
 The C++ file is built the first time a fused GRU or LSTM runs, with torch's own extension
 tools (a C++ compiler and ninja), for the CPU capability torch itself runs with (AVX-512, AVX2
 or plain): about a minute, once per machine and version of the source; torch keeps the build
-in its extensions folder (TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions). Where it cannot be built (no compiler), one warning says so and the layers use
-pointwise.py, with the same results. RNNLAB_COMPILED=0 chooses pointwise.py outright.
+in its extensions folder (TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions). Where it
+cannot be built (no compiler), one warning says so and the layers use pointwise.py, with the
+same results. RNNLAB_COMPILED=0 chooses pointwise.py outright.
 """
 
 from __future__ import annotations
