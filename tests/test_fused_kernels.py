@@ -57,16 +57,17 @@ def assert_all_close(got: list[torch.Tensor], want: list[torch.Tensor], dtype) -
         torch.testing.assert_close(g, w, atol=TOLERANCE[dtype], rtol=0)
 
 
+@pytest.mark.parametrize("with_bias", (True, False), ids=("bias", "no_bias"))
 @pytest.mark.parametrize("dtype", (torch.float64, torch.float32), ids=str)
 @pytest.mark.parametrize(("rows", "H"), SIZES)
-def test_compiled_gru_steps_equal_the_torch_ops(kernels, rows, H, dtype):
+def test_compiled_gru_steps_equal_the_torch_ops(kernels, rows, H, dtype, with_bias):
     step = random_step(rows, H, dtype, gates=3)
-    bias_hn = torch.randn(H, dtype=dtype)
+    bias = torch.randn(4 * H if with_bias else 0, dtype=dtype)
     results = []
     for module in (pointwise, kernels):
         gi, gh = step["gates"].clone(), step["other"].clone()  # become (r, z, n) and + b_hn
         h = outputs_of(
-            lambda h, m=module, g=gi, k=gh: m.gru_forward(g, k, bias_hn, step["state"], h),
+            lambda h, m=module, g=gi, k=gh: m.gru_forward(g, k, bias, step["state"], h),
             [(rows, H)],
             dtype,
         )
@@ -81,15 +82,17 @@ def test_compiled_gru_steps_equal_the_torch_ops(kernels, rows, H, dtype):
     assert_all_close(results[1], results[0], dtype)
 
 
+@pytest.mark.parametrize("with_bias", (True, False), ids=("bias", "no_bias"))
 @pytest.mark.parametrize("dtype", (torch.float64, torch.float32), ids=str)
 @pytest.mark.parametrize(("rows", "H"), SIZES)
-def test_compiled_lstm_steps_equal_the_torch_ops(kernels, rows, H, dtype):
+def test_compiled_lstm_steps_equal_the_torch_ops(kernels, rows, H, dtype, with_bias):
     step = random_step(rows, H, dtype, gates=4)
+    bias = torch.randn(4 * H if with_bias else 0, dtype=dtype)
     results = []
     for module in (pointwise, kernels):
-        gates = step["gates"].clone()  # becomes o, i, f, g
+        gates = step["gates"].clone()  # becomes i, f, g, o
         forward = outputs_of(
-            lambda c, tc, m_, m=module, g=gates: m.lstm_forward(g, step["state"], c, tc, m_),
+            lambda c, tc, m_, m=module, g=gates: m.lstm_forward(g, bias, step["state"], c, tc, m_),
             [(rows, H)] * 3,
             dtype,
         )
@@ -115,7 +118,7 @@ def test_compiled_kernels_refuse_what_they_cannot_read(kernels):
     rows, H = 3, 4
     gi, gh = torch.randn(rows, 3 * H), torch.randn(rows, 3 * H)
     h_prev, h = torch.randn(rows, H), torch.empty(rows, H)
-    bias = torch.randn(H)
+    bias = torch.randn(4 * H)
     with pytest.raises(RuntimeError, match="contiguous"):
         kernels.gru_forward(gi, gh, bias, torch.randn(H, rows).t(), h)
     with pytest.raises(RuntimeError, match="mixed dtypes"):

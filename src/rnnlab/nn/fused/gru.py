@@ -1,13 +1,13 @@
 """The GRU's fused layer (see `rnnlab.nn.fused` for what the fused layers share).
 
-Forward, per step, on three buffers: GI (N, 3H) of input projections, with the hidden biases
-of r and z added once (those gates need only the sum of both projections), GH (N, 3H) of
-hidden projections, OUT (N, H) of every h_t:
+Forward, per step, on three buffers: GI (N, 3H) of input projections X W_ih^T (all steps in
+one matmul), GH (N, 3H) of hidden projections, OUT (N, H) of every h_t; the biases join in the
+pointwise step, r's and z's summed (those gates need only the sum of both projections):
 
     gh_t  = h_{t-1} W_hh^T                           one matmul into GH
     gh_n += b_hn                                     in place: the backward reads it
-    r, z  = sigmoid(gi_rz + gh_rz)                   in place in GI
-    n     = tanh(gi_n + r * gh_n)                    in place in GI
+    r, z  = sigmoid(gi_rz + gh_rz + b_ir + b_hr, ...)   in place in GI
+    n     = tanh(gi_n + b_in + r * gh_n)             in place in GI
     h_t   = n + z * (h_{t-1} - n)                    into OUT
 
 Backward, per step, with dh_t the whole gradient reaching h_t:
@@ -35,13 +35,12 @@ class FusedGRULayer(torch.autograd.Function):
     def forward(ctx, mode, batch_sizes, reverse, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, _):
         H, h0 = h0.size(1), h0.contiguous()
         kernels = pointwise_kernels(x)
-        if bias_ih is None:
-            gi = torch.mm(x, weight_ih.t())  # (N, 3H)
-            bias_hn = x.new_empty(0)  # none
-        else:
-            input_bias = torch.cat([bias_ih[: 2 * H] + bias_hh[: 2 * H], bias_ih[2 * H :]])
-            gi = torch.addmm(input_bias, x, weight_ih.t())  # (N, 3H)
-            bias_hn = bias_hh[2 * H :].contiguous()  # (H,)
+        gi = torch.mm(x, weight_ih.t())  # (N, 3H)
+        bias = x.new_empty(0)  # (4H,) for the pointwise step, or none
+        if bias_ih is not None:
+            bias = torch.cat(
+                [bias_ih[: 2 * H] + bias_hh[: 2 * H], bias_ih[2 * H :], bias_hh[2 * H :]]
+            )
         gh = torch.empty_like(gi)  # (N, 3H)
         out = x.new_empty(x.size(0), H)  # (N, H)
         w_hh_t = weight_hh.t()  # (H, 3H)
@@ -52,7 +51,7 @@ class FusedGRULayer(torch.autograd.Function):
         for t in order:
             h_prev = starting_state(prev, h0, batch_sizes[t])  # (b_t, H)
             torch.mm(h_prev, w_hh_t, out=gh_steps[t])
-            kernels.gru_forward(gi_steps[t], gh_steps[t], bias_hn, h_prev, h_steps[t])
+            kernels.gru_forward(gi_steps[t], gh_steps[t], bias, h_prev, h_steps[t])
             prev = h_steps[t]
         h_n = final_state(h_steps, order, batch_sizes)  # (B, H)
         inputs = (x, h0, weight_ih, weight_hh, bias_ih, bias_hh, None)

@@ -1,44 +1,32 @@
 """The LSTM's fused layer (see `rnnlab.nn.fused` for what the fused layers share).
 
-Inside the layer the gates run in the order o, i, f, g (torch's weights stack i, f, g, o; the
-weights' rows are permuted once per call and the gradients' rows back): then the sigmoid
-gates o, i, f are one block and the tanh gate g another, so the activations of a step are two
-ops, and in the backward the three gates that the cell state's gradient drives (i, f, g) are
-one block too.
-
-Forward, per step, on buffers G (N, 4H) of gates (holding x W_ih^T + b at the start), C and
-TC (N, H) of c_t and tanh(c_t), M (N, H) of o * tanh(c_t), OUT (N, P) of h_t:
+Forward, per step, on buffers G (N, 4H) of gates (holding X W_ih^T at the start: all steps in
+one matmul), C and TC (N, H) of c_t and tanh(c_t), M (N, H) of o * tanh(c_t), OUT (N, P) of
+h_t; the biases join in the pointwise step:
 
     G_t  += h_{t-1} W_hh^T                        one addmm
-    o, i, f = sigmoid(.), g = tanh(.)             in place
+    i, f, o = sigmoid(. + b), g = tanh(. + b)     in place
     c_t   = f * c_{t-1} + i * g
     m_t   = o * tanh(c_t);  h_t = m_t, or W_hr m_t with proj_size P (OUT is M without)
 
-Backward, with dm the gradient reaching m (dh, or dh W_hr) and dc the cell state's, every
-factor but dm and dc is fixed by the forward and computed for all N rows before the loop:
+Backward, with dm the gradient reaching m (dh, or dh W_hr) and dc the cell state's:
 
-    dc_t = dm_t * o (1 - tanh^2 c_t) + dc_{t+1} * f_{t+1}      A = o (1 - tanh^2 c)
-    do~  = dm * tanh(c) o (1 - o)                              K_o
-    di~  = dc * g i (1 - i),  df~ = dc * c_{t-1} f (1 - f),  dg~ = dc * i (1 - g^2)   K_ifg
-    dh_{t-1} += dG_t W_hh
+    dc_t = dm_t * o (1 - tanh^2 c_t) + dc_{t+1} * f_{t+1}      (the last term: the "carry")
+    di~ = dc * g i (1 - i),  df~ = dc * c_{t-1} f (1 - f),  dg~ = dc * i (1 - g^2)
+    do~ = dm * tanh(c) o (1 - o)
+    dh_{t-1} = dout_{t-1} + dG_t W_hh
+
+Everything of a step but its matmuls is one call of `pointwise_kernels()`'s lstm_forward or
+lstm_backward.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 
 from rnnlab.nn.fused.common import differentiable_backward, save_inputs
 from rnnlab.nn.fused.compiled import pointwise_kernels
 from rnnlab.nn.steps import final_state, shifted_product, starting_state, visit_order
-
-INSIDE = [3, 0, 1, 2]  # torch's blocks i, f, g, o -> the layer's o, i, f, g
-OUTSIDE = [1, 2, 3, 0]  # and back
-
-
-def blocks(t: Tensor, order: list[int]) -> Tensor:
-    """`t` (4H, ...) with its four gate blocks of rows in `order`."""
-    return t.unflatten(0, (4, -1))[order].flatten(0, 1)
 
 
 class FusedLSTMLayer(torch.autograd.Function):
@@ -61,12 +49,9 @@ class FusedLSTMLayer(torch.autograd.Function):
     ):
         H, N = c0.size(1), x.size(0)
         h0, c0, kernels = h0.contiguous(), c0.contiguous(), pointwise_kernels(x)
-        w_ih = blocks(weight_ih, INSIDE)  # (4H, I)
-        if bias_ih is None:
-            gates = torch.mm(x, w_ih.t())  # (N, 4H)
-        else:
-            gates = torch.addmm(blocks(bias_ih + bias_hh, INSIDE), x, w_ih.t())  # (N, 4H)
-        w_hh_t = blocks(weight_hh, INSIDE).t()  # (P, 4H)
+        gates = torch.mm(x, weight_ih.t())  # (N, 4H)
+        bias = x.new_empty(0) if bias_ih is None else bias_ih + bias_hh  # (4H,) or none
+        w_hh_t = weight_hh.t()  # (P, 4H)
         c, tc, m = (x.new_empty(N, H) for _ in range(3))  # (N, H) each
         out = m if weight_hr is None else x.new_empty(N, weight_hr.size(0))  # (N, P)
         g_steps, c_steps, tc_steps = (b.split(batch_sizes) for b in (gates, c, tc))
@@ -78,7 +63,7 @@ class FusedLSTMLayer(torch.autograd.Function):
             h_prev = starting_state(prev_h, h0, rows)  # (b_t, P)
             c_prev = starting_state(prev_c, c0, rows)  # (b_t, H)
             g_steps[t].addmm_(h_prev, w_hh_t)  # (b_t, 4H)
-            kernels.lstm_forward(g_steps[t], c_prev, c_steps[t], tc_steps[t], m_steps[t])
+            kernels.lstm_forward(g_steps[t], bias, c_prev, c_steps[t], tc_steps[t], m_steps[t])
             if weight_hr is not None:
                 torch.mm(m_steps[t], weight_hr.t(), out=h_steps[t])  # (b_t, P): W_hr m_t
             prev_h, prev_c = h_steps[t], c_steps[t]
@@ -96,7 +81,7 @@ class FusedLSTMLayer(torch.autograd.Function):
         batch_sizes, kernels = ctx.batch_sizes, pointwise_kernels(x)
         order = visit_order(len(batch_sizes), ctx.reverse)
         grad_c_n = grad_c_n.contiguous()  # (B, H)
-        w_hh = blocks(weight_hh, INSIDE)  # (4H, P)
+        w_hh = weight_hh  # (4H, P)
         dh = grad_out.clone(memory_format=torch.contiguous_format)  # (N, P): dh_t, in place
         dm = dh if weight_hr is None else torch.empty_like(m)  # (N, H): the gradient of m_t
         dg, carry = torch.empty_like(gates), torch.empty_like(c)  # (N, 4H), (N, H): dc_t f_t
@@ -132,12 +117,10 @@ class FusedLSTMLayer(torch.autograd.Function):
             after, after_rows = t, rows
 
         need = ctx.needs_input_grad[3:]  # x, h0, c0, weight_ih, weight_hh, biases, weight_hr
-        dx = dg @ blocks(weight_ih, INSIDE) if need[0] else None  # (N, I)
-        dw_ih = blocks(dg.t() @ x, OUTSIDE) if need[3] else None  # (4H, I)
-        dw_hh = (
-            blocks(shifted_product(dg, out, h0, order, batch_sizes), OUTSIDE) if need[4] else None
-        )  # (4H, P)
-        db = blocks(dg.sum(0), OUTSIDE) if need[5] or need[6] else None  # (4H,)
+        dx = dg @ weight_ih if need[0] else None  # (N, I)
+        dw_ih = dg.t() @ x if need[3] else None  # (4H, I)
+        dw_hh = shifted_product(dg, out, h0, order, batch_sizes) if need[4] else None  # (4H, P)
+        db = dg.sum(0) if need[5] or need[6] else None  # (4H,)
         dw_hr = dh.t() @ m if weight_hr is not None and need[7] else None  # (P, H)
         dh0, dc0 = dh0 if need[1] else None, dc0 if need[2] else None
         return None, None, None, dx, dh0, dc0, dw_ih, dw_hh, db, db, dw_hr

@@ -3,8 +3,8 @@
 // tanh are torch's own). The maths is pointwise.py's, line for line; compiled.py builds this
 // file for the CPU capability torch runs with, and the tests hold it equal to pointwise.py.
 //
-// Every tensor is one step's rows, contiguous: (b, G*H) for gates, (b, H) for the rest.
-// Gates are in the fused layers' own order: GRU r, z, n; LSTM o, i, f, g.
+// Every tensor is one step's rows, contiguous: (b, G*H) for gates, (b, H) for the rest, and
+// biases (G*H,) or empty. Gates are in torch's order: GRU r, z, n; LSTM i, f, g, o.
 
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
@@ -44,18 +44,20 @@ void for_each_vector(int64_t rows, int64_t H, const F& body) {
 }
 
 template <typename T>
-void gru_forward_rows(T* gi, T* gh, const T* bias_hn, const T* h_prev, T* h, int64_t rows,
+void gru_forward_rows(T* gi, T* gh, const T* bias, const T* h_prev, T* h, int64_t rows,
                       int64_t H) {
   using V = Vectorized<T>;
+  const V zero(T(0));
   for_each_vector<T>(rows, H, [&](int64_t row, int64_t j, int64_t n) {
     T* g = gi + row * 3 * H + j;
     T* k = gh + row * 3 * H + j;
     const int64_t at = row * H + j;
-    V hn = V::loadu(k + 2 * H, n);
-    if (bias_hn != nullptr) hn = hn + V::loadu(bias_hn + j, n);    // W_hn h + b_hn
-    const V r = sigmoid(V::loadu(g, n) + V::loadu(k, n));          // reset gate
-    const V z = sigmoid(V::loadu(g + H, n) + V::loadu(k + H, n));  // update gate
-    const V c = tanh(V::loadu(g + 2 * H, n) + r * hn);             // candidate n
+    // the biases, (b_ir + b_hr, b_iz + b_hz, b_in, b_hn), or none
+    const auto b = [&](int64_t block) { return bias ? V::loadu(bias + block * H + j, n) : zero; };
+    const V hn = V::loadu(k + 2 * H, n) + b(3);                          // W_hn h + b_hn
+    const V r = sigmoid(V::loadu(g, n) + b(0) + V::loadu(k, n));          // reset gate
+    const V z = sigmoid(V::loadu(g + H, n) + b(1) + V::loadu(k + H, n));  // update gate
+    const V c = tanh(V::loadu(g + 2 * H, n) + b(2) + r * hn);             // candidate n
     r.store(g, n);
     z.store(g + H, n);
     c.store(g + 2 * H, n);
@@ -74,10 +76,10 @@ void gru_backward_rows(const T* gi, const T* gh, const T* h_prev, const T* dh,
     const int64_t gate = row * 3 * H + j, at = row * H + j;
     const V r = V::loadu(gi + gate, n), z = V::loadu(gi + gate + H, n);
     const V c = V::loadu(gi + gate + 2 * H, n);
-    const V d = V::loadu(dh + at, n) + V::loadu(carry_in + at, n);         // dh_t, whole
-    const V dn = d * (one - z) * (one - c * c);                              // dn~
-    const V dr = dn * V::loadu(gh + gate + 2 * H, n) * r * (one - r);       // dr~
-    const V dz = d * (V::loadu(h_prev + at, n) - c) * z * (one - z);        // dz~
+    const V d = V::loadu(dh + at, n) + V::loadu(carry_in + at, n);    // dh_t, whole
+    const V dn = d * (one - z) * (one - c * c);                         // dn~
+    const V dr = dn * V::loadu(gh + gate + 2 * H, n) * r * (one - r);  // dr~
+    const V dz = d * (V::loadu(h_prev + at, n) - c) * z * (one - z);   // dz~
     dr.store(dgi + gate, n);
     dz.store(dgi + gate + H, n);
     dn.store(dgi + gate + 2 * H, n);
@@ -89,19 +91,24 @@ void gru_backward_rows(const T* gi, const T* gh, const T* h_prev, const T* dh,
 }
 
 template <typename T>
-void lstm_forward_rows(T* gates, const T* c_prev, T* c, T* tc, T* m, int64_t rows, int64_t H) {
+void lstm_forward_rows(T* gates, const T* bias, const T* c_prev, T* c, T* tc, T* m,
+                       int64_t rows, int64_t H) {
   using V = Vectorized<T>;
   for_each_vector<T>(rows, H, [&](int64_t row, int64_t j, int64_t n) {
     T* g = gates + row * 4 * H + j;
     const int64_t at = row * H + j;
-    const V o = sigmoid(V::loadu(g, n)), i = sigmoid(V::loadu(g + H, n));
-    const V f = sigmoid(V::loadu(g + 2 * H, n)), cand = tanh(V::loadu(g + 3 * H, n));
+    // the gate block's pre-activation: W_i x + W_h h (in `gates`) + b_i + b_h, or no bias
+    const auto pre = [&](int64_t block) {
+      const V raw = V::loadu(g + block * H, n);
+      return bias ? raw + V::loadu(bias + block * H + j, n) : raw;
+    };
+    const V i = sigmoid(pre(0)), f = sigmoid(pre(1)), cand = tanh(pre(2)), o = sigmoid(pre(3));
     const V cell = f * V::loadu(c_prev + at, n) + i * cand;  // c = f c_prev + i g
     const V t = tanh(cell);
-    o.store(g, n);
-    i.store(g + H, n);
-    f.store(g + 2 * H, n);
-    cand.store(g + 3 * H, n);
+    i.store(g, n);
+    f.store(g + H, n);
+    cand.store(g + 2 * H, n);
+    o.store(g + 3 * H, n);
     cell.store(c + at, n);
     t.store(tc + at, n);
     (o * t).store(m + at, n);  // m = o tanh(c)
@@ -117,13 +124,13 @@ void lstm_backward_rows(const T* gates, const T* c_prev, const T* tc, const T* d
     const T* g = gates + row * 4 * H + j;
     T* d = dg + row * 4 * H + j;
     const int64_t at = row * H + j;
-    const V o = V::loadu(g, n), i = V::loadu(g + H, n), f = V::loadu(g + 2 * H, n);
-    const V cand = V::loadu(g + 3 * H, n), t = V::loadu(tc + at, n), dmv = V::loadu(dm + at, n);
+    const V i = V::loadu(g, n), f = V::loadu(g + H, n), cand = V::loadu(g + 2 * H, n);
+    const V o = V::loadu(g + 3 * H, n), t = V::loadu(tc + at, n), dmv = V::loadu(dm + at, n);
     const V dc = V::loadu(carry_in + at, n) + dmv * o * (one - t * t);  // dc_t
-    (dmv * t * o * (one - o)).store(d, n);                               // do~
-    (dc * cand * i * (one - i)).store(d + H, n);                         // di~
-    (dc * V::loadu(c_prev + at, n) * f * (one - f)).store(d + 2 * H, n);  // df~
-    (dc * i * (one - cand * cand)).store(d + 3 * H, n);                  // dg~
+    (dc * cand * i * (one - i)).store(d, n);                             // di~
+    (dc * V::loadu(c_prev + at, n) * f * (one - f)).store(d + H, n);    // df~
+    (dc * i * (one - cand * cand)).store(d + 2 * H, n);                  // dg~
+    (dmv * t * o * (one - o)).store(d + 3 * H, n);                       // do~
     (dc * f).store(carry_out + at, n);                                   // dc_t f_t
   });
 }
@@ -136,14 +143,19 @@ void check(const std::vector<at::Tensor>& tensors, const at::Tensor& like) {
   }
 }
 
-void gru_forward(at::Tensor gi, at::Tensor gh, at::Tensor bias_hn, at::Tensor h_prev,
+// A bias argument is an empty tensor where the module has no bias.
+template <typename T>
+const T* bias_data(const at::Tensor& bias) {
+  return bias.numel() ? bias.data_ptr<T>() : nullptr;
+}
+
+void gru_forward(at::Tensor gi, at::Tensor gh, at::Tensor bias, at::Tensor h_prev,
                  at::Tensor h) {
-  check({gi, gh, bias_hn, h_prev, h}, h);
+  check({gi, gh, bias, h_prev, h}, h);
   AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "gru_forward", [&] {
-    gru_forward_rows<scalar_t>(
-        gi.data_ptr<scalar_t>(), gh.data_ptr<scalar_t>(),
-        bias_hn.numel() ? bias_hn.data_ptr<scalar_t>() : nullptr, h_prev.data_ptr<scalar_t>(),
-        h.data_ptr<scalar_t>(), h.size(0), h.size(1));
+    gru_forward_rows<scalar_t>(gi.data_ptr<scalar_t>(), gh.data_ptr<scalar_t>(),
+                               bias_data<scalar_t>(bias), h_prev.data_ptr<scalar_t>(),
+                               h.data_ptr<scalar_t>(), h.size(0), h.size(1));
   });
 }
 
@@ -159,13 +171,14 @@ void gru_backward(at::Tensor gi, at::Tensor gh, at::Tensor h_prev, at::Tensor dh
   });
 }
 
-void lstm_forward(at::Tensor gates, at::Tensor c_prev, at::Tensor c, at::Tensor tc,
-                  at::Tensor m) {
-  check({gates, c_prev, c, tc, m}, c);
+void lstm_forward(at::Tensor gates, at::Tensor bias, at::Tensor c_prev, at::Tensor c,
+                  at::Tensor tc, at::Tensor m) {
+  check({gates, bias, c_prev, c, tc, m}, c);
   AT_DISPATCH_FLOATING_TYPES(c.scalar_type(), "lstm_forward", [&] {
-    lstm_forward_rows<scalar_t>(gates.data_ptr<scalar_t>(), c_prev.data_ptr<scalar_t>(),
-                                c.data_ptr<scalar_t>(), tc.data_ptr<scalar_t>(),
-                                m.data_ptr<scalar_t>(), c.size(0), c.size(1));
+    lstm_forward_rows<scalar_t>(gates.data_ptr<scalar_t>(), bias_data<scalar_t>(bias),
+                                c_prev.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(),
+                                tc.data_ptr<scalar_t>(), m.data_ptr<scalar_t>(), c.size(0),
+                                c.size(1));
   });
 }
 

@@ -3,7 +3,7 @@ ops. Each function reads one step's rows and writes its results into the buffers
 (nothing is returned); `compiled.py` offers the same four functions as one compiled loop
 each, and the fused layers call whichever `pointwise_kernels()` picks.
 
-Gates are in the fused layers' own order: GRU r, z, n; LSTM o, i, f, g (see lstm.py).
+Gates are in torch's order: GRU r, z, n; LSTM i, f, g, o.
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ import torch
 from torch import Tensor
 
 
-def gru_forward(gi: Tensor, gh: Tensor, bias_hn: Tensor, h_prev: Tensor, h: Tensor) -> None:
-    """gi (b, 3H) holds W_i x + b_i (with b_hr, b_hz), gh (b, 3H) W_h h_prev, bias_hn (H,) b_hn
-    (empty without biases): gi becomes (r, z, n), gh's last block W_hn h_prev + b_hn, and
-    h = n + z * (h_prev - n)."""
+def gru_forward(gi: Tensor, gh: Tensor, bias: Tensor, h_prev: Tensor, h: Tensor) -> None:
+    """gi (b, 3H) holds W_i x, gh (b, 3H) W_h h_prev, bias (4H,) the biases as
+    (b_ir + b_hr, b_iz + b_hz, b_in, b_hn) or is empty: gi becomes (r, z, n), gh's last block
+    W_hn h_prev + b_hn, and h = n + z * (h_prev - n)."""
     H = h.size(1)
     hn = gh[:, 2 * H :]
-    if bias_hn.numel():
-        hn.add_(bias_hn)
+    if bias.numel():
+        gi.add_(bias[: 3 * H])
+        hn.add_(bias[3 * H :])
     rz = gi[:, : 2 * H].add_(gh[:, : 2 * H]).sigmoid_()  # (b, 2H): r, z
     n = gi[:, 2 * H :].addcmul_(rz[:, :H], hn).tanh_()  # (b, H)
     torch.lerp(n, h_prev, rz[:, H:], out=h)
@@ -52,13 +53,19 @@ def gru_backward(
     torch.mul(d, z, out=carry_out)
 
 
-def lstm_forward(gates: Tensor, c_prev: Tensor, c: Tensor, tc: Tensor, m: Tensor) -> None:
-    """gates (b, 4H) holds the pre-activations of o, i, f, g and becomes their activations;
-    c = f * c_prev + i * g, tc = tanh(c), m = o * tc, each (b, H)."""
+def lstm_forward(
+    gates: Tensor, bias: Tensor, c_prev: Tensor, c: Tensor, tc: Tensor, m: Tensor
+) -> None:
+    """gates (b, 4H) holds W_i x + W_h h_prev of i, f, g, o and becomes their activations, with
+    bias (4H,), b_i + b_h, added (or empty); c = f * c_prev + i * g, tc = tanh(c), m = o * tc,
+    each (b, H)."""
     H = c.size(1)
-    gates[:, : 3 * H].sigmoid_()  # o, i, f
-    gates[:, 3 * H :].tanh_()  # g
-    o, i, f, g = gates.split(H, 1)  # (b, H) each
+    if bias.numel():
+        gates.add_(bias)
+    gates[:, : 2 * H].sigmoid_()  # i, f
+    gates[:, 2 * H : 3 * H].tanh_()  # g
+    gates[:, 3 * H :].sigmoid_()  # o
+    i, f, g, o = gates.split(H, 1)  # (b, H) each
     torch.mul(f, c_prev, out=c).addcmul_(i, g)
     torch.mul(o, torch.tanh(c, out=tc), out=m)
 
@@ -76,10 +83,10 @@ def lstm_backward(
     state's gradient from the step after (dc_{t+1} f_{t+1}, or c_n's): dg (b, 4H), the gates'
     pre-activation gradients, and carry_out = dc_t f_t (b, H) for the step before."""
     H = tc.size(1)
-    o, i, f, g = gates.split(H, 1)  # (b, H) each
+    i, f, g, o = gates.split(H, 1)  # (b, H) each
     dc = torch.addcmul(carry_in, dm * o, 1 - tc * tc)  # dc_t
-    dg[:, :H] = dm * tc * o * (1 - o)  # do~
-    dg[:, H : 2 * H] = dc * g * i * (1 - i)  # di~
-    dg[:, 2 * H : 3 * H] = dc * c_prev * f * (1 - f)  # df~
-    dg[:, 3 * H :] = dc * i * (1 - g * g)  # dg~
+    dg[:, :H] = dc * g * i * (1 - i)  # di~
+    dg[:, H : 2 * H] = dc * c_prev * f * (1 - f)  # df~
+    dg[:, 2 * H : 3 * H] = dc * i * (1 - g * g)  # dg~
+    dg[:, 3 * H :] = dm * tc * o * (1 - o)  # do~
     torch.mul(dc, f, out=carry_out)
