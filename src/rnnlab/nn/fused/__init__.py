@@ -3,14 +3,16 @@ direction, with a hand-written backward (rnn.py, gru.py, lstm.py: one Function p
 
 What every cell's Function shares:
 
-- Forward: the input projection of every step is one matmul, X W_ih^T + b (N, G*H); the
-  serial loop then runs one `addmm_` and a few in-place pointwise ops per step on buffers
-  that end up holding everything the backward needs, so nothing is allocated per step.
+- Forward: the input projection of every step is one matmul, X W_ih^T (N, G*H); the serial
+  loop then runs one matmul and one pointwise step per step on buffers that end up holding
+  everything the backward needs, so nothing is allocated per step.
 - Backward: the serial loop is cut to what it cannot avoid, the gradient with respect to the
-  state, carried from step to step; every factor that does not depend on it (the gates'
-  derivatives) is computed for all N rows at once before the loop, and all weight gradients
-  are single large matmuls over the N stacked rows after it: dW_ih = dG^T X,
-  dW_hh = dG^T H_prev, db = sum_t dg_t, dX = dG W_ih.
+  state, carried from step to step, and each step's gate gradients; all weight gradients are
+  single large matmuls over the N stacked rows after it: dW_ih = dG^T X, dW_hh = dG^T H_prev,
+  db = sum_t dg_t, dX = dG W_ih.
+- The GRU's and LSTM's loops run compiled (loops.cpp, built at first use; compiled.py), or in
+  Python where they cannot be built (loops.py over pointwise.py's torch ops): the same
+  arguments and results. The Elman cell's two ops per step stay in Python (rnn.py).
 - Under `backward(create_graph=True)` (a second derivative to come) the backward instead
   recomputes the layer with the reference loop and differentiates it with autograd
   (common.py), so the graph it returns can be differentiated again.

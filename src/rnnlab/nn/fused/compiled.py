@@ -1,12 +1,12 @@
-"""The compiled pointwise steps (pointwise.cpp), and the choice between them and the same
-maths as torch ops (pointwise.py).
+"""The compiled loops of the fused GRU and LSTM (loops.cpp), and the choice between them and the
+same loops in Python (loops.py, whose steps are torch ops).
 
 The C++ file is built the first time a fused GRU or LSTM runs, with torch's own extension
 tools (a C++ compiler and ninja), for the CPU capability torch itself runs with (AVX-512, AVX2
 or plain): about a minute, once per machine and version of the source; torch keeps the build
 in its extensions folder (TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions). Where it
-cannot be built (no compiler), one warning says so and the layers use pointwise.py, with the
-same results. RNNLAB_COMPILED=0 chooses pointwise.py outright.
+cannot be built (no compiler), one warning says so and the layers use loops.py, with the same
+results. RNNLAB_COMPILED=0 chooses loops.py outright.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-from rnnlab.nn.fused import pointwise
+from rnnlab.nn.fused import loops
 
-SOURCE = Path(__file__).with_name("pointwise.cpp")
+SOURCE = Path(__file__).with_name("loops.cpp")
 # The flags under which ATen's own kernels of each capability are compiled: they select
 # ATen's Vectorized for that instruction set (and torch's exp and tanh with it).
 CAPABILITY_FLAGS = {
@@ -34,22 +34,22 @@ CAPABILITY_FLAGS = {
 }
 
 
-def pointwise_kernels(x: Tensor) -> ModuleType:
-    """The module whose gru_forward, gru_backward, lstm_forward and lstm_backward run the
-    pointwise part of a step for tensors like `x`: the compiled loops for float32 and
-    float64 on the CPU where they build, else pointwise.py. Under torch.compile, pointwise.py:
-    its torch ops are what torch.compile can trace (and fuse into kernels of its own)."""
+def layer_loops(x: Tensor) -> ModuleType:
+    """The module whose gru_forward, gru_backward, lstm_forward and lstm_backward run a fused
+    layer's loops for tensors like `x`: the compiled ones for float32 and float64 on the CPU
+    where they build, else loops.py. Under torch.compile, loops.py: its torch ops are what
+    torch.compile can trace (and fuse into kernels of its own)."""
     if torch.compiler.is_compiling():
-        return pointwise
+        return loops
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
-        return pointwise
-    return compiled_kernels() or pointwise
+        return loops
+    return compiled_loops() or loops
 
 
 @functools.cache
-def compiled_kernels(capability: str | None = None) -> ModuleType | None:
-    """pointwise.cpp built for `capability` (default: torch's), or None (with one warning)
-    where it cannot be built or RNNLAB_COMPILED=0 asks for the eager steps."""
+def compiled_loops(capability: str | None = None) -> ModuleType | None:
+    """loops.cpp built for `capability` (default: torch's), or None (with one warning) where
+    it cannot be built or RNNLAB_COMPILED=0 asks for loops.py."""
     if os.environ.get("RNNLAB_COMPILED", "1") == "0":
         return None
     capability = capability or torch.backends.cpu.get_cpu_capability()
@@ -64,7 +64,7 @@ def compiled_kernels(capability: str | None = None) -> ModuleType | None:
         digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
         with _ninja_on_path():
             return cpp_extension.load(
-                f"rnnlab_pointwise_{capability.lower()}_{digest}",
+                f"rnnlab_loops_{capability.lower()}_{digest}",
                 [str(SOURCE)],
                 extra_cflags=["-O3", *flags],
                 verbose=False,
@@ -72,8 +72,8 @@ def compiled_kernels(capability: str | None = None) -> ModuleType | None:
     except Exception as error:  # no compiler, no ninja, a failed build: say so, go on
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         warnings.warn(
-            f"rnnlab: the compiled GRU and LSTM steps could not be built ({first[:200]}); the "
-            "fused path runs them as torch ops instead, with the same results, more slowly",
+            f"rnnlab: the compiled GRU and LSTM loops could not be built ({first[:200]}); the "
+            "fused path runs them in Python instead, with the same results, more slowly",
             RuntimeWarning,
             stacklevel=2,
         )

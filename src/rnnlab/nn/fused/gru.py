@@ -15,8 +15,7 @@ Backward, per step, with dh_t the whole gradient reaching h_t:
     dn~ = dh (1 - z)(1 - n^2),  dz~ = dh (h_{t-1} - n) z (1 - z),  dr~ = dn~ gh_n r (1 - r)
     dh_{t-1} = dout_{t-1} + (dr~, dz~, dn~ r) W_hh + dh_t z_t     (the last term: the "carry")
 
-Everything of a step but its matmul is one call of `pointwise_kernels()`'s gru_forward or
-gru_backward.
+The loops are `layer_loops()`'s: compiled (loops.cpp) where they build, else loops.py.
 """
 
 from __future__ import annotations
@@ -24,8 +23,8 @@ from __future__ import annotations
 import torch
 
 from rnnlab.nn.fused.common import differentiable_backward, save_inputs
-from rnnlab.nn.fused.compiled import pointwise_kernels
-from rnnlab.nn.steps import final_state, shifted_product, starting_state, visit_order
+from rnnlab.nn.fused.compiled import layer_loops
+from rnnlab.nn.steps import final_state, shifted_product, visit_order
 
 
 class FusedGRULayer(torch.autograd.Function):
@@ -34,8 +33,7 @@ class FusedGRULayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, mode, batch_sizes, reverse, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, _):
         H, h0 = h0.size(1), h0.contiguous()
-        kernels = pointwise_kernels(x)
-        gi = torch.mm(x, weight_ih.t())  # (N, 3H)
+        gi = torch.mm(x, weight_ih.t())  # (N, 3H): every step's input projection
         bias = x.new_empty(0)  # (4H,) for the pointwise step, or none
         if bias_ih is not None:
             bias = torch.cat(
@@ -43,17 +41,9 @@ class FusedGRULayer(torch.autograd.Function):
             )
         gh = torch.empty_like(gi)  # (N, 3H)
         out = x.new_empty(x.size(0), H)  # (N, H)
-        w_hh_t = weight_hh.t()  # (H, 3H)
-        gi_steps, gh_steps = gi.split(batch_sizes), gh.split(batch_sizes)  # (b_t, 3H) views
-        h_steps = out.split(batch_sizes)  # (b_t, H) views
+        layer_loops(x).gru_forward(gi, gh, bias, weight_hh.t(), h0, batch_sizes, reverse, out)
         order = visit_order(len(batch_sizes), reverse)
-        prev = h0
-        for t in order:
-            h_prev = starting_state(prev, h0, batch_sizes[t])  # (b_t, H)
-            torch.mm(h_prev, w_hh_t, out=gh_steps[t])
-            kernels.gru_forward(gi_steps[t], gh_steps[t], bias, h_prev, h_steps[t])
-            prev = h_steps[t]
-        h_n = final_state(h_steps, order, batch_sizes)  # (B, H)
+        h_n = final_state(out.split(batch_sizes), order, batch_sizes)  # (B, H)
         inputs = (x, h0, weight_ih, weight_hh, bias_ih, bias_hh, None)
         save_inputs(ctx, mode, batch_sizes, reverse, inputs, gi, gh, out)
         return out, h_n
@@ -63,58 +53,17 @@ class FusedGRULayer(torch.autograd.Function):
         if torch.is_grad_enabled():  # backward(create_graph=True): to be differentiated again
             return differentiable_backward(ctx, (grad_out, grad_h_n))
         x, h0, weight_ih, weight_hh, _, _, _, gi, gh, out = ctx.saved_tensors
-        batch_sizes, kernels = ctx.batch_sizes, pointwise_kernels(x)
-        order = visit_order(len(batch_sizes), ctx.reverse)
+        batch_sizes, reverse = ctx.batch_sizes, ctx.reverse
         dh = grad_out.clone(memory_format=torch.contiguous_format)  # (N, H): dout + the matmul
-        dgi, dgh = torch.empty_like(gi), torch.empty_like(gh)  # (N, 3H): dG of both projections
         carry = torch.empty_like(dh)  # (N, H): dh_t z_t, the part of dh_{t-1} past the matmul
-        gi_steps, gh_steps, h_steps = (
-            gi.split(batch_sizes),
-            gh.split(batch_sizes),
-            out.split(batch_sizes),
-        )
-        dh_steps, dgi_steps, dgh_steps = (
-            dh.split(batch_sizes),
-            dgi.split(batch_sizes),
-            dgh.split(batch_sizes),
-        )
-        carry_steps = carry.split(batch_sizes)
+        dgi, dgh = torch.empty_like(gi), torch.empty_like(gh)  # (N, 3H): dG of both projections
         dh0 = torch.zeros_like(h0)  # (B, H)
-        after, after_rows = None, 0  # the step visited after this one, and its rows
-        for i in range(len(order) - 1, -1, -1):
-            t = order[i]
-            d, rows = dh_steps[t], batch_sizes[t]  # d: (b_t, H)
-            fed = min(rows, after_rows)  # rows that went on to the step visited after
-            if fed == rows == after_rows and after is not None:
-                d.addmm_(dgh_steps[after], weight_hh)
-                carry_in = carry_steps[after]  # (b_t, H)
-            else:
-                if fed:
-                    d[:fed].addmm_(dgh_steps[after][:fed], weight_hh)
-                if rows > fed:  # sequences that ended here: their h is in h_n
-                    d[fed:].add_(grad_h_n[fed:rows])
-                carry_in = torch.zeros_like(d)  # (b_t, H)
-                if fed:
-                    carry_in[:fed] = carry_steps[after][:fed]
-            prev_rows = batch_sizes[order[i - 1]] if i > 0 else 0
-            h_prev = starting_state(h_steps[order[i - 1]] if i > 0 else h0, h0, rows)  # (b_t, H)
-            kernels.gru_backward(
-                gi_steps[t],
-                gh_steps[t],
-                h_prev,
-                d,
-                carry_in,
-                dgi_steps[t],
-                dgh_steps[t],
-                carry_steps[t],
-            )
-            if rows > prev_rows:  # rows that started from h0 at this step
-                dh0[prev_rows:rows] = torch.addmm(
-                    carry_steps[t][prev_rows:], dgh_steps[t][prev_rows:], weight_hh
-                )  # (rows - prev_rows, H)
-            after, after_rows = t, rows
-
+        layer_loops(x).gru_backward(
+            gi, gh, out, h0, weight_hh, batch_sizes, reverse, dh, carry, dgi, dgh,
+            grad_h_n.contiguous(), dh0,
+        )  # fmt: skip
         need = ctx.needs_input_grad[3:]  # x, h0, weight_ih, weight_hh, bias_ih, bias_hh
+        order = visit_order(len(batch_sizes), reverse)
         dx = dgi @ weight_ih if need[0] else None  # (N, I)
         dw_ih = dgi.t() @ x if need[2] else None  # (3H, I)
         dw_hh = shifted_product(dgh, out, h0, order, batch_sizes) if need[3] else None

@@ -16,8 +16,7 @@ Backward, with dm the gradient reaching m (dh, or dh W_hr) and dc the cell state
     do~ = dm * tanh(c) o (1 - o)
     dh_{t-1} = dout_{t-1} + dG_t W_hh
 
-Everything of a step but its matmuls is one call of `pointwise_kernels()`'s lstm_forward or
-lstm_backward.
+The loops are `layer_loops()`'s: compiled (loops.cpp) where they build, else loops.py.
 """
 
 from __future__ import annotations
@@ -25,8 +24,8 @@ from __future__ import annotations
 import torch
 
 from rnnlab.nn.fused.common import differentiable_backward, save_inputs
-from rnnlab.nn.fused.compiled import pointwise_kernels
-from rnnlab.nn.steps import final_state, shifted_product, starting_state, visit_order
+from rnnlab.nn.fused.compiled import layer_loops
+from rnnlab.nn.steps import final_state, shifted_product, visit_order
 
 
 class FusedLSTMLayer(torch.autograd.Function):
@@ -48,27 +47,18 @@ class FusedLSTMLayer(torch.autograd.Function):
         weight_hr,
     ):
         H, N = c0.size(1), x.size(0)
-        h0, c0, kernels = h0.contiguous(), c0.contiguous(), pointwise_kernels(x)
-        gates = torch.mm(x, weight_ih.t())  # (N, 4H)
+        h0, c0 = h0.contiguous(), c0.contiguous()
+        gates = torch.mm(x, weight_ih.t())  # (N, 4H): every step's input projection
         bias = x.new_empty(0) if bias_ih is None else bias_ih + bias_hh  # (4H,) or none
-        w_hh_t = weight_hh.t()  # (P, 4H)
+        w_hr_t = x.new_empty(0) if weight_hr is None else weight_hr.t()  # (H, P) or none
         c, tc, m = (x.new_empty(N, H) for _ in range(3))  # (N, H) each
         out = m if weight_hr is None else x.new_empty(N, weight_hr.size(0))  # (N, P)
-        g_steps, c_steps, tc_steps = (b.split(batch_sizes) for b in (gates, c, tc))
-        m_steps, h_steps = m.split(batch_sizes), out.split(batch_sizes)
+        layer_loops(x).lstm_forward(
+            gates, bias, weight_hh.t(), w_hr_t, h0, c0, batch_sizes, reverse, c, tc, m, out
+        )
         order = visit_order(len(batch_sizes), reverse)
-        prev_h, prev_c = h0, c0
-        for t in order:
-            rows = batch_sizes[t]
-            h_prev = starting_state(prev_h, h0, rows)  # (b_t, P)
-            c_prev = starting_state(prev_c, c0, rows)  # (b_t, H)
-            g_steps[t].addmm_(h_prev, w_hh_t)  # (b_t, 4H)
-            kernels.lstm_forward(g_steps[t], bias, c_prev, c_steps[t], tc_steps[t], m_steps[t])
-            if weight_hr is not None:
-                torch.mm(m_steps[t], weight_hr.t(), out=h_steps[t])  # (b_t, P): W_hr m_t
-            prev_h, prev_c = h_steps[t], c_steps[t]
-        h_n = final_state(h_steps, order, batch_sizes)  # (B, P)
-        c_n = final_state(c_steps, order, batch_sizes)  # (B, H)
+        h_n = final_state(out.split(batch_sizes), order, batch_sizes)  # (B, P)
+        c_n = final_state(c.split(batch_sizes), order, batch_sizes)  # (B, H)
         inputs = (x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr)
         save_inputs(ctx, mode, batch_sizes, reverse, inputs, gates, c, tc, m, out)
         return out, h_n, c_n
@@ -78,45 +68,18 @@ class FusedLSTMLayer(torch.autograd.Function):
         if torch.is_grad_enabled():  # backward(create_graph=True): to be differentiated again
             return differentiable_backward(ctx, (grad_out, grad_h_n, grad_c_n))
         x, h0, c0, weight_ih, weight_hh, _, _, weight_hr, gates, c, tc, m, out = ctx.saved_tensors
-        batch_sizes, kernels = ctx.batch_sizes, pointwise_kernels(x)
-        order = visit_order(len(batch_sizes), ctx.reverse)
-        grad_c_n = grad_c_n.contiguous()  # (B, H)
-        w_hh = weight_hh  # (4H, P)
-        dh = grad_out.clone(memory_format=torch.contiguous_format)  # (N, P): dh_t, in place
+        batch_sizes, reverse = ctx.batch_sizes, ctx.reverse
+        dh = grad_out.clone(memory_format=torch.contiguous_format)  # (N, P): dout + the matmul
         dm = dh if weight_hr is None else torch.empty_like(m)  # (N, H): the gradient of m_t
         dg, carry = torch.empty_like(gates), torch.empty_like(c)  # (N, 4H), (N, H): dc_t f_t
-        g_steps, c_steps, tc_steps = (b.split(batch_sizes) for b in (gates, c, tc))
-        dh_steps, dm_steps, dg_steps = (b.split(batch_sizes) for b in (dh, dm, dg))
-        carry_steps = carry.split(batch_sizes)
         dh0, dc0 = torch.zeros_like(h0), torch.zeros_like(c0)  # (B, P), (B, H)
-        after, after_rows = None, 0  # the step visited after this one, and its rows
-        for i in range(len(order) - 1, -1, -1):
-            t = order[i]
-            d, rows = dh_steps[t], batch_sizes[t]  # d: (b_t, P)
-            fed = min(rows, after_rows)  # rows that went on to the step visited after
-            if fed == rows == after_rows and after is not None:
-                d.addmm_(dg_steps[after], w_hh)
-                carry_in = carry_steps[after]  # (b_t, H)
-            else:
-                if fed:
-                    d[:fed].addmm_(dg_steps[after][:fed], w_hh)
-                if rows > fed:  # sequences that ended here: their state is the final one
-                    d[fed:].add_(grad_h_n[fed:rows])
-                pieces = [carry_steps[after][:fed]] if fed else []
-                carry_in = torch.cat([*pieces, grad_c_n[fed:rows]])  # (b_t, H)
-            if weight_hr is not None:
-                torch.mm(d, weight_hr, out=dm_steps[t])  # (b_t, H)
-            prev_rows = batch_sizes[order[i - 1]] if i > 0 else 0
-            c_prev = starting_state(c_steps[order[i - 1]] if i > 0 else c0, c0, rows)  # (b_t, H)
-            kernels.lstm_backward(
-                g_steps[t], c_prev, tc_steps[t], dm_steps[t], carry_in, dg_steps[t], carry_steps[t]
-            )
-            if rows > prev_rows:  # rows that started from (h0, c0) at this step
-                dh0[prev_rows:rows] = dg_steps[t][prev_rows:] @ w_hh  # (rows - prev_rows, P)
-                dc0[prev_rows:rows] = carry_steps[t][prev_rows:]
-            after, after_rows = t, rows
-
+        w_hr = x.new_empty(0) if weight_hr is None else weight_hr.contiguous()  # (P, H) or none
+        layer_loops(x).lstm_backward(
+            gates, c, tc, out, h0, c0, weight_hh.contiguous(), w_hr, batch_sizes, reverse, dh,
+            dm, dg, carry, grad_h_n.contiguous(), grad_c_n.contiguous(), dh0, dc0,
+        )  # fmt: skip
         need = ctx.needs_input_grad[3:]  # x, h0, c0, weight_ih, weight_hh, biases, weight_hr
+        order = visit_order(len(batch_sizes), reverse)
         dx = dg @ weight_ih if need[0] else None  # (N, I)
         dw_ih = dg.t() @ x if need[3] else None  # (4H, I)
         dw_hh = shifted_product(dg, out, h0, order, batch_sizes) if need[4] else None  # (4H, P)

@@ -1,7 +1,7 @@
 """The pointwise part of one step of the fused GRU and LSTM, forward and backward, as torch
-ops. Each function reads one step's rows and writes its results into the buffers it is given
-(nothing is returned); `compiled.py` offers the same four functions as one compiled loop
-each, and the fused layers call whichever `pointwise_kernels()` picks.
+ops: the maths the compiled loops (loops.cpp) compute in one pass per step. Each function
+reads one step's rows and writes its results into the buffers it is given (nothing is
+returned); loops.py calls them.
 
 Gates are in torch's order: GRU r, z, n; LSTM i, f, g, o.
 """
