@@ -62,7 +62,7 @@ CV_DESCRIPTION = (
 
 def add_training_options(parser, experiment: Experiment, cv: bool = False) -> None:
     """The experiment's settings, the training options with its recipe, the run's place; and
-    --config / --print-config. The parser remembers the classes a --config file may set."""
+    --config / --print-config."""
     defaults = experiment.cv_defaults if cv else None
     network = [f.name for f in dataclasses.fields(RNNOptions)]
     own = [f.name for f in dataclasses.fields(experiment.config) if f.name not in network]
@@ -72,6 +72,11 @@ def add_training_options(parser, experiment: Experiment, cv: bool = False) -> No
     add_options(parser, RunOptions, None, "run folder")
     if cv:
         add_options(parser, CVOptions, None, "cross-validation")
+    add_settings_files(parser, experiment)
+
+
+def add_settings_files(parser, experiment: Experiment) -> None:
+    """--config and --print-config; the parser remembers the classes a --config file may set."""
     settings = parser.add_argument_group("settings files")
     settings.add_argument(
         "--config",
