@@ -155,7 +155,7 @@ def run_tune(experiment: Experiment, args) -> int:
         tune.run_workers(job, options.workers)
         if job.test:
             tune.final_run(job, study)
-        print(tune.summarize(study, job.study_dir, where))
+        print(tune.summarize(study, job.study_dir, where, plots=run.plots))
     return 0
 
 

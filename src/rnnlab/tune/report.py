@@ -19,6 +19,8 @@ from optuna.importance import FanovaImportanceEvaluator
 from optuna.trial import FrozenTrial, TrialState
 
 from rnnlab.files import SUMMARY_FILE, TEST_FILE, atomic_write
+from rnnlab.options import declared_fields
+from rnnlab.train import TrainConfig
 from rnnlab.tune.study import BUDGET, PLAN, RUN, best_trial, final_run_name, quiet_experimental
 
 TRIALS_FILE = "trials.csv"
@@ -32,7 +34,9 @@ def best_settings(study: optuna.Study, trial: FrozenTrial) -> dict:
     """The study's settings with the trial's drawn values, in the shape of a run's
     config.json, which every training command's --config reads."""
     plan = study.user_attrs[PLAN]
-    config, train = dict(plan["config"]), dict(plan["train"])
+    options = {f.name for f, _ in declared_fields(TrainConfig)}  # not limit_batches
+    config = dict(plan["config"])
+    train = {k: v for k, v in plan["train"].items() if k in options}
     for name, value in trial.params.items():
         (train if name in train else config)[name] = value
     return {"experiment": plan["experiment"], "config": config, "train": train}
@@ -126,8 +130,9 @@ def save_plots(study: optuna.Study, study_dir: Path, importance: dict | str) -> 
     return saved
 
 
-def summarize(study: optuna.Study, study_dir: Path, where: str) -> str:
-    """Write trials.csv, best.yaml and the plots into `study_dir`; the summary to print."""
+def summarize(study: optuna.Study, study_dir: Path, where: str, plots: bool = True) -> str:
+    """Write trials.csv, best.yaml and (with `plots`) Optuna's plots into `study_dir`; the
+    summary to print."""
     plan = study.user_attrs[PLAN]
     trials = study.get_trials(deepcopy=False)
     counts = {s: sum(t.state == s for t in trials) for s in TrialState}
@@ -187,7 +192,8 @@ def summarize(study: optuna.Study, study_dir: Path, where: str) -> str:
             lines.append(f"test split: none in this data ({final.name} is trained)")
         else:
             lines.append("test split: not scored (the study's final run does it)")
-    files.extend(save_plots(study, study_dir, importance))
+    if plots:
+        files.extend(save_plots(study, study_dir, importance))
     lines.append(f"files in {study_dir}: {', '.join(files)}")
     return "\n".join(lines)
 

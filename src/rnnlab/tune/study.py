@@ -54,6 +54,7 @@ DATABASE_FILE = "study.db"  # the default storage, an SQLite file in the study f
 RUN = "run"  # a trial's user attribute: its run folder; a trial without one holds no ticket
 PLAN = "plan"  # the study's user attribute: what defines it (experiment, settings, space)
 BUDGET = "trials"  # the study's user attribute: tickets handed out so far
+TABLE_RACE_TRIES = 5  # attempts to open a database whose tables another worker is creating
 PLAN_WAIT_S = 60.0  # how long a joining worker waits for the study's creator to finish
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
@@ -139,20 +140,53 @@ def open_storage(url: str, heartbeat: int) -> RDBStorage:
         engine["connect_args"] = {"timeout": 60}
     elif url.startswith("postgresql"):
         engine["connect_args"] = {"connect_timeout": 10}
-    try:
-        with quiet_experimental():
-            return RDBStorage(
-                url,
-                engine_kwargs=engine,
-                heartbeat_interval=heartbeat,
-                grace_period=2 * heartbeat,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                    inherit_intermediate_values=True
-                ),
-            )
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"cannot open the study's database {shown} ({first})") from None
+    for attempt in range(TABLE_RACE_TRIES):
+        try:
+            with quiet_experimental():
+                storage = RDBStorage(
+                    url,
+                    engine_kwargs=engine,
+                    heartbeat_interval=heartbeat,
+                    grace_period=2 * heartbeat,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                        inherit_intermediate_values=True
+                    ),
+                )
+            if storage.engine.name == "sqlite":
+                _lock_on_begin(storage.engine)
+            return storage
+        except sqlalchemy.exc.IntegrityError:
+            # Workers started together on an empty database all create Optuna's tables;
+            # all but one collide. The tables are there now: open them again.
+            if attempt == TABLE_RACE_TRIES - 1:
+                raise
+            time.sleep(1.0)
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"cannot open the study's database {shown} ({first})") from None
+    raise AssertionError("unreachable")
+
+
+def _lock_on_begin(engine) -> None:
+    """Make every SQLite transaction take the database's write lock when it begins.
+
+    Optuna hands out a waiting trial by reading that it waits and then marking it running,
+    in one transaction; PostgreSQL locks the row it read (SELECT ... FOR UPDATE), but SQLite
+    has no row locks, and in its default deferred transactions two processes can both read
+    'waiting' and both take the trial. BEGIN IMMEDIATE (SQLAlchemy's recipe for pysqlite:
+    the driver's own BEGIN switched off, ours emitted) serialises them, so each trial is
+    taken once; the 60 s busy timeout makes the others wait their turn."""
+    import sqlalchemy
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _no_driver_begin(dbapi_connection, record) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners begin the old way
 
 
 def shown_url(url: str) -> str:
@@ -163,7 +197,9 @@ def shown_url(url: str) -> str:
         parsed = sqlalchemy.engine.make_url(url)
     except sqlalchemy.exc.ArgumentError:
         return url
-    return parsed.set(password=None).render_as_string(hide_password=False)
+    parts = (parsed.host, parsed.port, parsed.database, parsed.query)
+    bare = sqlalchemy.engine.URL.create(parsed.drivername, parsed.username, None, *parts)
+    return bare.render_as_string(hide_password=False)
 
 
 def open_study(job: TuneJob) -> optuna.Study:
