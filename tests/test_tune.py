@@ -256,9 +256,11 @@ def wait_for(condition, seconds: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def test_a_study_killed_mid_trial_resumes_to_n_complete_trials(tmp_path):
-    """kill -9 in the middle of trial 1, then the same command again: the dead trial is
-    failed and retried with its settings in its own folder, resumed from its checkpoint."""
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_a_study_killed_mid_trial_resumes_to_n_complete_trials(tmp_path, how):
+    """kill -9 (or Ctrl-C) in the middle of trial 1, then the same command again: the dead
+    trial is failed and retried with its settings in its own folder, resumed from its
+    checkpoint."""
     # heartbeat 2: the dead trial is retried 4 s after its last sign of life
     argv = ["--trials", "3", "--epochs", "4", "--pause", "0.15", "--heartbeat", "2"]
     argv += ["--pruner", "none", "--no-test", "--threads", "1", "--out-dir", str(tmp_path)]
@@ -276,12 +278,14 @@ def test_a_study_killed_mid_trial_resumes_to_n_complete_trials(tmp_path):
             120,
             "trial 1's first epoch",
         )
-        process.send_signal(signal.SIGKILL)
+        process.send_signal(how)
+        process.wait(timeout=60)
     finally:
         process.kill()
         process.wait()
     killed = next(t for t in study_of(study_dir).trials if t.user_attrs.get("run") == "trial-1")
-    assert killed.state == TrialState.RUNNING  # as it was when it died
+    # kill -9: running, as it was when it died; Ctrl-C: failed, its copy queued at once
+    assert killed.state == (TrialState.RUNNING if how == signal.SIGKILL else TrialState.FAIL)
     assert tune(*argv, *QUIET) == 0
     study = study_of(study_dir)
     assert states(study.trials) == {"COMPLETE": 3, "FAIL": 1}
@@ -415,7 +419,17 @@ def postgres_url():
             subprocess.run(args, check=True, stdout=log, stderr=log, cwd=folder, **run_as)
 
     try:
-        pg(str(bin_dir / "initdb"), "-D", str(data), "-U", "tune", "--auth=trust", "-E", "UTF8")
+        pg(
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "tune",
+            "--auth=trust",
+            "--no-locale",
+            "-E",
+            "UTF8",
+        )
         options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
         server_log = str(folder / "server.log")
         pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", server_log, "-o", options, "-w", "start")

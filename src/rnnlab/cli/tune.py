@@ -142,7 +142,7 @@ def run_tune(experiment: Experiment, args) -> int:
             pruner=options.pruner,
             heartbeat=options.heartbeat,
             timeout=options.timeout,
-            threads=run.threads or None,
+            threads=tune.threads_per_worker(run.threads or None, options.workers),
             test=options.test,
         )
         tune.check(job, options.workers)

@@ -22,6 +22,7 @@ from rnnlab.tune.study import (
     run_workers,
     shown_url,
     sqlite_url,
+    threads_per_worker,
     write_study_file,
 )
 
@@ -42,5 +43,6 @@ __all__ = [
     "shown_url",
     "sqlite_url",
     "summarize",
+    "threads_per_worker",
     "write_study_file",
 ]

@@ -81,7 +81,7 @@ class TuneJob:
     pruner: str = "median"
     heartbeat: int = 10  # seconds between a running trial's signs of life
     timeout: float = 0.0  # seconds after which no trial starts; 0: none
-    threads: int | None = None  # torch threads of each worker; None: torch's default
+    threads: int | None = None  # torch threads of each trial and the final run; None: torch's
     test: bool = True  # train the best settings once more and score them on the test split
 
     @property
@@ -276,9 +276,8 @@ def run_workers(job: TuneJob, workers: int) -> None:
     if workers == 1:
         work(job, 0, deadline)
         return
-    threads = max(1, (job.threads or torch.get_num_threads()) // workers)
-    job = replace(job, threads=threads, train_config=replace(job.train_config, progress=False))
-    print(f"{workers} worker processes of {threads} thread(s) each")
+    job = replace(job, train_config=replace(job.train_config, progress=False))
+    print(f"{workers} worker processes of {job.threads} thread(s) each")
     context = multiprocessing.get_context("spawn")  # a fresh torch per process, as cv's folds
     processes = [
         context.Process(target=_work_in_process, args=(job, i, deadline), name=f"worker-{i}")
@@ -464,6 +463,15 @@ def final_run(job: TuneJob, study: optuna.Study) -> None:
     )
     print(f"the best settings, trial {best.number}'s, trained once more and scored on test:")
     train(job.experiment, config, train_config, explicit_name=True, threads=job.threads)
+
+
+def threads_per_worker(threads: int | None, workers: int) -> int | None:
+    """Each of `workers` processes' equal share of `threads` (default torch's), or None for
+    one process, which keeps `threads`. The final run trains with the same number, so it
+    repeats the best trial exactly: the thread count changes the order of torch's float sums."""
+    if workers <= 1:  # check() refuses fewer than one
+        return threads
+    return max(1, (threads or torch.get_num_threads()) // workers)
 
 
 def check(job: TuneJob, workers: int) -> None:
