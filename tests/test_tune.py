@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import optuna
@@ -91,8 +92,9 @@ def test_the_same_seed_draws_the_same_trials_and_another_seed_others(tmp_path):
     assert len({t["x"] for t in first}) == 12  # TPE past its 10 random startup trials too
 
 
-def test_a_trial_the_pruner_stops_keeps_the_epochs_it_ran(tmp_path):
-    argv = ["--trials", "10", "--epochs", "3", "--pruner", "median", "--no-test"]
+@pytest.mark.parametrize("pruner", ["median", "hyperband"])
+def test_a_trial_the_pruner_stops_keeps_the_epochs_it_ran(tmp_path, pruner):
+    argv = ["--trials", "10", "--epochs", "3", "--pruner", pruner, "--no-test"]
     assert tune(*argv, "--out-dir", str(tmp_path), *QUIET) == 0
     study = study_of(tmp_path / "tune-planted")
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
@@ -173,6 +175,35 @@ def test_a_larger_budget_continues_the_study_where_it_was(tmp_path):
     assert [t.params for t in study.trials[:3]] == before
     assert tune("--trials", "5", *argv) == 0  # nothing left to do: nothing runs
     assert len(study_of(tmp_path / "tune-planted").trials) == 5
+
+
+def test_a_timeout_stops_starting_trials_and_the_study_continues_later(tmp_path, capsys):
+    argv = ["--trials", "4", "--pause", "0.3", "--pruner", "none", "--no-test"]
+    argv += ["--out-dir", str(tmp_path), *QUIET]
+    assert tune(*argv, "--timeout", "0.1") == 0  # the first trial starts, no other
+    study = study_of(tmp_path / "tune-planted")
+    assert states(study.trials) == {"COMPLETE": 1, "WAITING": 3}
+    assert "1 complete, 3 waiting" in capsys.readouterr().out
+    assert tune(*argv) == 0
+    assert states(study_of(tmp_path / "tune-planted").trials) == {"COMPLETE": 4}
+
+
+def test_a_trial_asked_for_when_no_ticket_is_left_is_closed_unrun(tmp_path):
+    """Two workers see one waiting trial, both ask: Optuna makes the loser a fresh trial,
+    which holds no ticket; it must not run, and its worker stops."""
+    from rnnlab.tune.study import NoTicketLeft, TuneJob, run_trial
+
+    study = optuna.create_study()
+    job = TuneJob(
+        experiment=planted.PLANTED,
+        config=planted.PlantedConfig(),
+        train_config=TrainConfig(name="s", out_dir=str(tmp_path)),
+        space={},
+        trials=1,
+    )
+    study.optimize(partial(run_trial, job), n_trials=3, catch=(NoTicketLeft,))
+    assert states(study.trials) == {"FAIL": 1}  # and the worker stopped: no second trial
+    assert not (tmp_path / "s").exists()  # nothing trained
 
 
 def test_the_objective_under_folds_is_the_mean_over_the_cross_validation(tmp_path):

@@ -392,18 +392,17 @@ def run_trial(job: TuneJob, trial: optuna.Trial) -> float:
     # A retried trial continues its run folder: the run resumes from its last checkpoint.
     train_config = replace(train_config, name=folder, out_dir=str(job.study_dir), resume=True)
     metric = job.experiment.best_by
+    epochs = train_config.epochs
+    report = partial(_report, trial, metric, epochs * max(job.folds, 1))
     try:
         with contextlib.redirect_stdout(LinePrefix(sys.stdout, f"trial {trial.number} | ")):
             if job.folds:
-                epochs = train_config.epochs
                 result = cross_validate_experiment(
                     job.experiment,
                     config,
                     train_config,
                     folds=job.folds,
-                    after_epoch=lambda fold, record: _report(
-                        trial, metric, fold * epochs + record["epoch"], record
-                    ),
+                    after_epoch=lambda fold, r: report(fold * epochs + r["epoch"], r),
                 )
                 return result.summary[metric]["mean"]
             return train(
@@ -413,7 +412,7 @@ def run_trial(job: TuneJob, trial: optuna.Trial) -> float:
                 explicit_name=True,
                 threads=job.threads,
                 scored=False,
-                after_epoch=lambda record: _report(trial, metric, record["epoch"], record),
+                after_epoch=lambda record: report(record["epoch"], record),
             ).best_score
     except KeyboardInterrupt:  # stopped by hand: the same settings wait for the next worker
         frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
@@ -422,8 +421,9 @@ def run_trial(job: TuneJob, trial: optuna.Trial) -> float:
         raise
 
 
-def _report(trial: optuna.Trial, metric: str, step: int, record: dict) -> None:
-    """Tell Optuna an epoch's validation score; stop the trial if the pruner says so."""
+def _report(trial: optuna.Trial, metric: str, last: int, step: int, record: dict) -> None:
+    """Tell Optuna an epoch's validation score; stop the trial if the pruner says so, unless
+    the step is the `last` one: a finished trial has nothing left to save."""
     if metric not in record:
         raise ValueError(
             f"a trial's objective is {metric} on validation, and this run has no validation "
@@ -433,7 +433,7 @@ def _report(trial: optuna.Trial, metric: str, step: int, record: dict) -> None:
     if not math.isfinite(value):
         return  # the pruner compares finite scores; the loop keeps no non-finite best anyway
     trial.report(value, step)
-    if trial.should_prune():
+    if step < last and trial.should_prune():
         raise optuna.TrialPruned(f"{metric} {value:.4f} at step {step}")
 
 
