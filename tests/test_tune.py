@@ -361,6 +361,15 @@ def test_a_space_file_narrows_and_removes_entries(tmp_path):
         assert t.value == pytest.approx(planted.planted_loss(t.params["x"], "b"), rel=1e-6)
 
 
+def test_plots_of_a_setting_drawn_from_one_choice_are_drawn(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("kind: [b]\n")
+    argv = ["--trials", "3", "--space", str(path), "--no-test", "--no-progress"]
+    assert tune(*argv, "--out-dir", str(tmp_path)) == 0  # plots on; no warning
+    for name in ("optimization_history.png", "param_importances.png", "parallel_coordinate.png"):
+        assert (tmp_path / "tune-planted" / name).stat().st_size > 0
+
+
 def test_user_errors_of_a_study_are_one_line_and_exit_status_2(tmp_path, capsys):
     def refused(argv: list[str], message: str, experiments=ALL) -> None:
         assert main(argv, experiments=experiments) == 2

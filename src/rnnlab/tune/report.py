@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 from pathlib import Path
 
 import optuna
@@ -120,7 +121,10 @@ def save_plots(study: optuna.Study, study_dir: Path, importance: dict | str) -> 
     for name in PLOT_FILES:
         if name not in draw:
             continue
-        with quiet_experimental():
+        with quiet_experimental(), warnings.catch_warnings():
+            # an axis of one value (a setting drawn from one choice, or all trials scoring the
+            # same): matplotlib widens it and says so; the picture is right as it is
+            warnings.filterwarnings("ignore", "Attempting to set identical", UserWarning)
             ax = draw[name]()
         figure = ax.figure
         figure.set_size_inches(8, 5)
