@@ -100,14 +100,18 @@ class TuneJob:
         return self.storage or sqlite_url(self.study_dir)
 
     def plan(self) -> dict:
-        """What defines the study: a later run, or a worker elsewhere, must agree on it."""
+        """What defines the study: a later run, or a worker elsewhere, must agree on it (but
+        not on where its data is: the fields a run record leaves out of its settings)."""
+        config = asdict(self.config)
+        for name in self.experiment.where_fields:
+            config.pop(name, None)
         return json.loads(
             json.dumps(
                 {
                     "experiment": self.experiment.name,
                     "objective": self.experiment.best_by,
                     "folds": self.folds,
-                    "config": asdict(self.config),
+                    "config": config,
                     "train": self.train_config.settings(),
                     "space": as_json(self.space),
                 }
@@ -295,7 +299,8 @@ def run_workers(job: TuneJob, workers: int) -> None:
     failed = [f"{p.name} ended with exit status {p.exitcode}" for p in processes if p.exitcode]
     if not failed:
         return
-    study = optuna.load_study(study_name=job.study_name, storage=job.storage_url())
+    storage = open_storage(job.storage_url(), job.heartbeat)
+    study = optuna.load_study(study_name=job.study_name, storage=storage)
     if study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)):
         raise ValueError(
             f"{'; '.join(failed)} before the study's end (see above); run the same command "
