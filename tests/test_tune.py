@@ -402,8 +402,8 @@ def test_every_experiments_declared_search_space_is_valid():
 
 def test_a_categorical_over_any_config_field_is_one_entry():
     (mnist,) = [e for e in EXPERIMENTS if e.name == "mnist"]
-    space = search_space({"nonlinearity": ["tanh", "relu"]}, (mnist.config(),), "t")
-    assert space["nonlinearity"].choices == ("tanh", "relu")
+    space = search_space({"cell": ["rnn", "gru", "lstm"]}, (mnist.config(),), "t")
+    assert space["cell"].choices == ("rnn", "gru", "lstm")
     with pytest.raises(ValueError, match="nonlinearity: 'gelu' is not one of tanh, relu"):
         search_space({"nonlinearity": ["tanh", "gelu"]}, (mnist.config(),), "t")
 

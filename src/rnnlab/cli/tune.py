@@ -19,6 +19,7 @@ from rnnlab import tune
 from rnnlab.cli.commands import (
     FORMATTER,
     _for_this_run,
+    add_experiment_options,
     add_settings_files,
     configs_from,
     run_place,
@@ -104,7 +105,7 @@ def add_parser(subparsers, experiments: tuple[Experiment, ...]) -> None:
             description=DESCRIPTION,
             formatter_class=FORMATTER,
         )
-        add_options(p, experiment.config, None, "experiment")
+        add_experiment_options(p, experiment, None)
         add_options(p, TrainConfig, experiment.train_defaults, "training, before a trial's draw")
         add_options(p, RunOptions, None, "study folder", only=STUDY_FIELDS)
         add_options(p, TuneOptions, None, "search")
