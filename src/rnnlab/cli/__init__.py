@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rnnlab.cli import bench, commands, data
+from rnnlab.cli import bench, commands, data, tune
 from rnnlab.cli.options import Parser, read_config_file
 from rnnlab.data import DatasetUnavailableError
 from rnnlab.experiments import EXPERIMENTS, Experiment
@@ -42,6 +42,7 @@ def build_parser(
     parser = Parser(prog="rnnlab", description="Recurrent neural networks from their equations.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parsers(subparsers, experiments, saved)
+    tune.add_parser(subparsers, experiments)
     data.add_parser(subparsers)
     bench.add_parser(subparsers)
     parser.set_defaults(experiments=experiments)

@@ -62,16 +62,25 @@ CV_DESCRIPTION = (
 
 def add_training_options(parser, experiment: Experiment, cv: bool = False) -> None:
     """The experiment's settings, the training options with its recipe, the run's place; and
-    --config / --print-config. The parser remembers the classes a --config file may set."""
-    defaults = experiment.cv_defaults if cv else None
-    network = [f.name for f in dataclasses.fields(RNNOptions)]
-    own = [f.name for f in dataclasses.fields(experiment.config) if f.name not in network]
-    add_options(parser, experiment.config, defaults, "experiment", only=own)
-    add_options(parser, experiment.config, defaults, "recurrent network", only=network)
+    --config / --print-config."""
+    add_experiment_options(parser, experiment, experiment.cv_defaults if cv else None)
     add_options(parser, TrainConfig, experiment.train_defaults, "training")
     add_options(parser, RunOptions, None, "run folder")
     if cv:
         add_options(parser, CVOptions, None, "cross-validation")
+    add_settings_files(parser, experiment)
+
+
+def add_experiment_options(parser, experiment: Experiment, defaults: dict | None) -> None:
+    """The experiment's settings: its own, then the recurrent network's (every experiment's)."""
+    network = [f.name for f in dataclasses.fields(RNNOptions)]
+    own = [f.name for f in dataclasses.fields(experiment.config) if f.name not in network]
+    add_options(parser, experiment.config, defaults, "experiment", only=own)
+    add_options(parser, experiment.config, defaults, "recurrent network", only=network)
+
+
+def add_settings_files(parser, experiment: Experiment) -> None:
+    """--config and --print-config; the parser remembers the classes a --config file may set."""
     settings = parser.add_argument_group("settings files")
     settings.add_argument(
         "--config",

@@ -113,24 +113,32 @@ def values_of(args: argparse.Namespace, cls) -> dict:
     return {f.name: getattr(args, f.name) for f, _ in declared_fields(cls)}
 
 
-def read_config_file(path: str, classes: dict[str, type], experiment: str) -> dict:
-    """The options set in a YAML or JSON file, checked against the fields of `classes` (the
-    experiment's config, TrainConfig...). A run's config.json is accepted as it is: its
-    'config' and 'train' sections are the options, the rest describes the run."""
+def read_settings_file(path: str, flag: str, what: str) -> dict:
+    """The mapping of option names to `what` in a small YAML or JSON file given as `flag`
+    (safe_load: plain data only; an empty file is an empty mapping), or one line saying why
+    not."""
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"--config {path}: no such file")
+        raise FileNotFoundError(f"{flag} {path}: no such file")
     if file.stat().st_size > MAX_CONFIG_BYTES:
-        raise ValueError(f"--config {path}: {file.stat().st_size} bytes, a settings file is small")
+        raise ValueError(f"{flag} {path}: {file.stat().st_size} bytes, a settings file is small")
     try:
         values = yaml.safe_load(file.read_text(encoding="utf-8-sig"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         first = str(e).splitlines()[0]
-        raise ValueError(f"--config {path}: not a YAML or JSON file ({first})") from None
+        raise ValueError(f"{flag} {path}: not a YAML or JSON file ({first})") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
-        raise ValueError(f"--config {path}: expected a mapping of option names to values")
+        raise ValueError(f"{flag} {path}: expected a mapping of option names to {what}")
+    return values
+
+
+def read_config_file(path: str, classes: dict[str, type], experiment: str) -> dict:
+    """The options set in a YAML or JSON file, checked against the fields of `classes` (the
+    experiment's config, TrainConfig...). A run's config.json is accepted as it is: its
+    'config' and 'train' sections are the options, the rest describes the run."""
+    values = read_settings_file(path, "--config", "values")
     if {"experiment", "config", "train"} <= values.keys():  # a run's config.json
         if values["experiment"] != experiment:
             raise ValueError(

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,7 @@ class _FoldJob:
     class_names: list[str] | None
     record: RunRecord | None  # what each fold's config.json holds
     best_by: str  # the validation metric that picks each fold's best.pt
+    after_epoch: Callable[[int, dict], None] | None  # told (fold, record) after each epoch
 
 
 def fold_seed(seed: int, fold: int) -> int:
@@ -130,6 +132,7 @@ def cross_validate(
     record: RunRecord | None = None,
     best_by: str = "val_acc",
     config_added_later: dict | None = None,
+    after_epoch: Callable[[int, dict], None] | None = None,
 ) -> CVResult | None:
     """k-fold cross-validation of the model `build_model()` on `dataset`, by `fit`.
 
@@ -160,6 +163,8 @@ def cross_validate(
     - `best_by`: the validation metric that picks each fold's best epoch (see `fit`).
     - `config_added_later`: what the experiment's options added since meant before (see
       `fill_added_later`), so that a plan written before them continues.
+    - `after_epoch(fold, record)`: `fit`'s hook for each fold (picklable when `workers` > 1);
+      what it raises stops the cross-validation there.
 
     A fold's result is the same wherever it runs (here, in a worker, on any rank) as long as
     it trains with the same number of torch threads, which fold.json records: the thread
@@ -214,6 +219,7 @@ def cross_validate(
         class_names=class_names,
         record=record,
         best_by=best_by,
+        after_epoch=after_epoch,
     )
     if workers == 1:
         ran = {i: run_fold(job, i) for i in todo}
@@ -255,7 +261,7 @@ def run_fold(job: _FoldJob, fold: int) -> FoldResult:
         config, name=fold_dir(root, fold).name, out_dir=str(root), seed=seed, resume=True
     )
     train_idx, valid_idx = job.splits[fold]
-    with contextlib.redirect_stdout(_LinePrefix(sys.stdout, f"fold {fold} | ")):
+    with contextlib.redirect_stdout(LinePrefix(sys.stdout, f"fold {fold} | ")):
         print(
             f"training on {len(train_idx)} samples, validating on {len(valid_idx)}, "
             f"seed {seed}, {torch.get_num_threads()} thread(s)"
@@ -273,6 +279,7 @@ def run_fold(job: _FoldJob, fold: int) -> FoldResult:
             class_names=job.class_names,
             record=job.record,
             best_by=job.best_by,
+            after_epoch=None if job.after_epoch is None else partial(job.after_epoch, fold),
         )
         best = next(r for r in fitted.history if r["epoch"] == fitted.best_epoch)
         result = FoldResult(
@@ -378,7 +385,7 @@ def _check_plan(run_dir: Path, plan: dict, config_added_later: dict | None) -> N
     atomic_write(path, (json.dumps(plan, indent=2) + "\n").encode())
 
 
-class _LinePrefix(io.TextIOBase):
+class LinePrefix(io.TextIOBase):
     """A text stream that writes to `stream` with `prefix` before every line."""
 
     def __init__(self, stream, prefix: str) -> None:

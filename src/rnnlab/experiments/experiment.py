@@ -132,6 +132,9 @@ class Experiment:
     cv_defaults: dict = field(default_factory=dict)  # config values cross-validation needs
     # what an option meant before it existed: read for a saved run whose config.json lacks it
     legacy_defaults: dict = field(default_factory=dict)
+    # what `rnnlab tune` may vary, by option name (this config's or TrainConfig's): a list of
+    # choices, or {"low": ..., "high": ..., "log": bool, "step": ...} for a number
+    search_space: dict = field(default_factory=dict)
 
     def run_name(self, config) -> str:
         """The run folder's default name: `default_name`'s or `name`, and `-gru`, `-lstm` for
@@ -261,9 +264,13 @@ def train(
     *,
     explicit_name: bool = False,
     threads: int | None = None,
+    scored: bool = True,
+    after_epoch: Callable[[dict], None] | None = None,
 ) -> FitResult:
     """Train a run of `experiment` and score its best epoch on the test split (test.json).
 
+    `scored=False` makes a run that sees the validation split alone, as a trial of a
+    hyperparameter search must: no baselines, no test split. `after_epoch` is `fit`'s.
     The run folder is out_dir/name when it is free or holds this very run; for a default name
     otherwise the first free name-2, name-3, ...; an explicit name holding another run is
     refused. Under torchrun every process trains its share of each global batch (DDP); only
@@ -289,10 +296,11 @@ def train(
                 print(f"run folder: {run_dir}")
                 if data.description:
                     print(data.description)
-                if experiment.baselines is not None and train_config.limit_batches:
-                    print("baselines: not scored in a run limited to a few batches")
-                elif experiment.baselines is not None:
-                    score_baselines(experiment, config, data, run_dir)
+                if experiment.baselines is not None and scored:
+                    if train_config.limit_batches:
+                        print("baselines: not scored in a run limited to a few batches")
+                    else:
+                        score_baselines(experiment, config, data, run_dir)
             seed_everything(train_config.seed)  # the initial weights follow from the seed too
             model = experiment.build_model(config, data.meta)
 
@@ -315,8 +323,9 @@ def train(
                 class_names=data.class_names,
                 record=record,
                 best_by=experiment.best_by,
+                after_epoch=after_epoch,
             )
-            if data.test is not None:
+            if data.test is not None and scored:
                 _score_test(experiment, config, data, model, result, train_config, ctx)
     return result
 
@@ -366,19 +375,14 @@ def cross_validate_experiment(
     shuffle: bool = True,
     stratify: bool = True,
     test: bool = False,
+    after_epoch: Callable[[int, dict], None] | None = None,
 ) -> CVResult | None:
     """k-fold cross-validation of `experiment` over its training split: a fresh model per
-    fold, each fold an ordinary run folder that `evaluate` and `predict` accept."""
-    if folds < 2:
-        raise ValueError(f"--folds must be at least 2, got {folds}")
+    fold, each fold an ordinary run folder that `evaluate` and `predict` accept.
+    `after_epoch(fold, record)` is told each fold's epochs (see `cross_validate`)."""
+    check_cv_settings(experiment, config, folds)
     if workers < 1:
         raise ValueError(f"--workers must be at least 1, got {workers}")
-    for key, value in experiment.cv_defaults.items():
-        if getattr(config, key) != value:
-            raise ValueError(
-                f"--{key.replace('_', '-')} must be {value} under cv, where the held-out fold "
-                f"validates; got {getattr(config, key)}"
-            )
     data = experiment.load_data(config, None)
     if folds > len(data.train):
         raise ValueError(
@@ -409,7 +413,21 @@ def cross_validate_experiment(
         record=record_of(experiment, config, train_config, data),
         best_by=experiment.best_by,
         config_added_later=experiment.legacy_defaults,
+        after_epoch=after_epoch,
     )
+
+
+def check_cv_settings(experiment: Experiment, config, folds: int) -> None:
+    """Refuse what k-fold cross-validation of `experiment` cannot run: fewer than 2 folds, or
+    a setting other than its `cv_defaults` (the held-out fold validates, not a split of its own)."""
+    if folds < 2:
+        raise ValueError(f"--folds must be at least 2, got {folds}")
+    for key, value in experiment.cv_defaults.items():
+        if getattr(config, key) != value:
+            raise ValueError(
+                f"--{key.replace('_', '-')} must be {value} under cv, where the held-out fold "
+                f"validates; got {getattr(config, key)}"
+            )
 
 
 def _fold_loader(experiment: Experiment, config, dataset: Dataset, *, shuffle: bool) -> Iterable:

@@ -491,4 +491,11 @@ EXPERIMENT = Experiment(
     ),
     baselines=baselines,
     test_metrics=test_metrics,
+    search_space={
+        "lr": {"low": 5e-4, "high": 5e-3, "log": True},
+        "weight_decay": {"low": 0.0, "high": 0.3},
+        "dropout": {"low": 0.0, "high": 0.5},
+        "ngram_dropout": {"low": 0.0, "high": 0.6},
+        "hidden": [128, 256, 384],
+    },
 )

@@ -453,4 +453,10 @@ EXPERIMENT = Experiment(
     evaluate_fields=("text_file",),
     # what runs from before --cell (and --init) did
     legacy_defaults=dict(cell="rnn"),
+    search_space={
+        "lr": {"low": 1e-3, "high": 1e-2, "log": True},
+        "weight_decay": {"low": 0.0, "high": 0.1},
+        "dropout": {"low": 0.0, "high": 0.3},
+        "hidden": [256, 512, 768],
+    },
 )

@@ -354,4 +354,10 @@ EXPERIMENT = Experiment(
     cv_defaults=dict(val_size=0),
     # what runs from before --cell (and --init) did
     legacy_defaults=dict(cell="rnn"),
+    search_space={
+        "lr": {"low": 5e-4, "high": 5e-3, "log": True},
+        "weight_decay": {"low": 0.0, "high": 0.3},
+        "dropout": {"low": 0.0, "high": 0.3},
+        "hidden": [64, 128, 256],
+    },
 )

@@ -341,4 +341,11 @@ EXPERIMENT = Experiment(
     test_metrics=test_metrics,
     # what runs from before --cell (and --init) did
     legacy_defaults=dict(cell="rnn", init="default"),
+    search_space={
+        "lr": {"low": 5e-4, "high": 5e-3, "log": True},
+        "weight_decay": {"low": 0.0, "high": 0.1},
+        "dropout": {"low": 0.0, "high": 0.5},
+        "hidden": [64, 128, 256],
+        "embedding": [50, 100, 200],
+    },
 )

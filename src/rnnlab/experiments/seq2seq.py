@@ -242,4 +242,9 @@ EXPERIMENT = Experiment(
     where_fields=(),
     # what runs from before --cell (and --init) did
     legacy_defaults=dict(cell="rnn", init="default"),
+    search_space={
+        "lr": {"low": 0.01, "high": 0.3, "log": True},
+        "hidden": [4, 8, 16, 32],
+        "embedding": [0, 4, 8],
+    },
 )

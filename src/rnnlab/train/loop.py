@@ -64,6 +64,9 @@ CONFUSION_PLOT_MAX_CLASSES = 50
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 EpochHook = Callable[[int, nn.Module, dict], "dict | None"]
+# Told each finished epoch's record (its best.pt and checkpoint already written); what it raises
+# stops the run there, as a hyperparameter search stops a trial it prunes.
+AfterEpochHook = Callable[[dict], None]
 # What picks best.pt: a metric of the validation pass; one ending in "loss" is minimised.
 BEST_BY = ("val_acc", "val_loss")
 
@@ -338,6 +341,7 @@ def fit(
     class_names: list[str] | None = None,
     record: RunRecord | None = None,
     best_by: str = "val_acc",
+    after_epoch: AfterEpochHook | None = None,
 ) -> FitResult:
     """Train `model` on `train_loader` for config.epochs, writing the run to out_dir/name.
 
@@ -347,11 +351,13 @@ def fit(
     epoch's metrics record and log line; a line appended to metrics.jsonl; best.pt when the
     `best_by` metric (validation accuracy by default, or validation loss; the training pass's
     without a val loader) beats every earlier epoch and weights and metrics are finite; then
-    checkpoint.pt, written atomically. A model with a `reset_state()` method (one that carries
-    state from batch to batch) is reset at the start of every pass over a loader. At the end:
-    loss.png, accuracy.png, confusion.png (the best epoch on validation) and summary.json. A
-    fresh run writes `record` (the run's settings; by default the training settings alone) as
-    config.json. The main process holds the folder's lock throughout.
+    checkpoint.pt, written atomically; then `after_epoch(record)`, if given, with the epoch's
+    record (an exception it raises ends the run there, the epoch kept). A model with a
+    `reset_state()` method (one that carries state from batch to batch) is reset at the start
+    of every pass over a loader. At the end: loss.png, accuracy.png, confusion.png (the best
+    epoch on validation) and summary.json. A fresh run writes `record` (the run's settings; by
+    default the training settings alone) as config.json. The main process holds the folder's
+    lock throughout.
 
     With config.resume the run continues from checkpoint.pt (model, optimiser, scheduler, every
     RNG stream, the loaders' generators, best-so-far, metrics history) and on CPU ends with the
@@ -384,6 +390,8 @@ def fit(
             metrics["seconds"] = time.perf_counter() - started
             improved = loop.finish_epoch(state, metrics, result)
             _log(_epoch_line(metrics, config.epochs, extra, improved))
+            if after_epoch is not None:
+                after_epoch(dict(metrics))
         if is_main_process():
             _write_reports(run_dir, config, state, class_names, best_by)
     return FitResult(run_dir, state.history, state.best_epoch, state.best_score)
