@@ -49,7 +49,7 @@ from rnnlab.experiments.experiment import (
     SavedRun,
     some_wrong,
 )
-from rnnlab.models import RNNOptions, hidden_of, hidden_option
+from rnnlab.models import CELLS, RNNOptions, hidden_of, hidden_option
 from rnnlab.options import check_choices, check_range, option
 from rnnlab.train import EvalResult
 
@@ -492,6 +492,7 @@ EXPERIMENT = Experiment(
     baselines=baselines,
     test_metrics=test_metrics,
     search_space={
+        "cell": list(CELLS),
         "lr": {"low": 5e-4, "high": 5e-3, "log": True},
         "weight_decay": {"low": 0.0, "high": 0.3},
         "dropout": {"low": 0.0, "high": 0.5},

@@ -43,7 +43,7 @@ from rnnlab.experiments import text_features
 from rnnlab.experiments.experiment import Data, Experiment, Explain, RunCommand, SavedRun
 from rnnlab.experiments.ngram import count_baselines
 from rnnlab.files import SAMPLES_FILE
-from rnnlab.models import RNNOptions, detached, hidden_of, hidden_option, layers_option
+from rnnlab.models import CELLS, RNNOptions, detached, hidden_of, hidden_option, layers_option
 from rnnlab.options import check_choices, check_range, option
 from rnnlab.train.distributed import DistributedContext
 
@@ -454,6 +454,7 @@ EXPERIMENT = Experiment(
     # what runs from before --cell (and --init) did
     legacy_defaults=dict(cell="rnn"),
     search_space={
+        "cell": list(CELLS),
         "lr": {"low": 1e-3, "high": 1e-2, "log": True},
         "weight_decay": {"low": 0.0, "high": 0.1},
         "dropout": {"low": 0.0, "high": 0.3},

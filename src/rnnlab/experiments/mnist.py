@@ -37,7 +37,7 @@ from rnnlab.experiments.experiment import (
     some_wrong,
 )
 from rnnlab.files import atomic_write
-from rnnlab.models import RNNOptions, hidden_of, hidden_option, init_option, layers_option
+from rnnlab.models import CELLS, RNNOptions, hidden_of, hidden_option, init_option, layers_option
 from rnnlab.options import check_choices, check_range, option
 
 DATASETS = ("mnist", "fashion-mnist")
@@ -355,6 +355,7 @@ EXPERIMENT = Experiment(
     # what runs from before --cell (and --init) did
     legacy_defaults=dict(cell="rnn"),
     search_space={
+        "cell": list(CELLS),
         "lr": {"low": 5e-4, "high": 5e-3, "log": True},
         "weight_decay": {"low": 0.0, "high": 0.3},
         "dropout": {"low": 0.0, "high": 0.3},

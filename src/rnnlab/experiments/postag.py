@@ -43,7 +43,7 @@ from rnnlab.experiments.experiment import (
     SavedRun,
     some_wrong,
 )
-from rnnlab.models import RNNOptions, hidden_option
+from rnnlab.models import CELLS, RNNOptions, hidden_option
 from rnnlab.options import check_choices, check_range, option
 from rnnlab.train import IGNORE_INDEX, EvalResult
 
@@ -342,6 +342,7 @@ EXPERIMENT = Experiment(
     # what runs from before --cell (and --init) did
     legacy_defaults=dict(cell="rnn", init="default"),
     search_space={
+        "cell": list(CELLS),
         "lr": {"low": 5e-4, "high": 5e-3, "log": True},
         "weight_decay": {"low": 0.0, "high": 0.1},
         "dropout": {"low": 0.0, "high": 0.5},

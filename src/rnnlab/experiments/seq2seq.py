@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from rnnlab.data import LEVELS, PairDataset, Vocabulary, read_pairs, sequence_pairs, tokenize
 from rnnlab.experiments.experiment import Data, Experiment, Explain, RunCommand, SavedRun
-from rnnlab.models import RNNOptions, hidden_option
+from rnnlab.models import CELLS, RNNOptions, hidden_option
 from rnnlab.options import check_choices, check_range, option
 from rnnlab.train import IGNORE_INDEX
 
@@ -243,6 +243,7 @@ EXPERIMENT = Experiment(
     # what runs from before --cell (and --init) did
     legacy_defaults=dict(cell="rnn", init="default"),
     search_space={
+        "cell": list(CELLS),
         "lr": {"low": 0.01, "high": 0.3, "log": True},
         "hidden": [4, 8, 16, 32],
         "embedding": [0, 4, 8],
