@@ -1,8 +1,8 @@
-"""The compiled loops of the fused GRU and LSTM (loops.cpp) against the same loops in Python
-(loops.py, whose steps are torch ops): the whole layer, forward and backward, equal on padded
-and packed batches, both directions, with and without biases and projection, at hidden sizes
-the vector loop treats differently, in float32 and float64; chosen wherever they build; and
-where they cannot be built (no compiler), one warning and the same results from loops.py."""
+"""The compiled loops of the fused layers (loops.cpp) against the same loops in Python (loops.py,
+whose steps are torch ops): the whole layer of every cell, forward and backward, equal on
+padded and packed batches, both directions, with and without biases and projection, at hidden
+sizes the vector loop treats differently, in float32 and float64; chosen wherever they build;
+and where they cannot be built (no compiler), one warning and the same results from loops.py."""
 
 from __future__ import annotations
 
@@ -51,6 +51,8 @@ def run(module, x, h0, lengths):
 
 
 LAYERS = [  # (module, its arguments): biases or none, and an LSTM's projection to 2 units
+    ("RNN", {}),
+    ("RNN", {"nonlinearity": "relu", "bias": False}),
     ("GRU", {}),
     ("GRU", {"bias": False}),
     ("LSTM", {}),
@@ -111,7 +113,7 @@ warnings.simplefilter("always")
 torch.manual_seed(0)
 results = {}
 with warnings.catch_warnings(record=True) as caught:
-    for name in ("GRU", "LSTM"):
+    for name in ("RNN", "GRU", "LSTM"):
         module = getattr(rnnlab, name)(3, 5, 2, bidirectional=True, dtype=torch.float64)
         x = torch.randn(6, 4, 3, dtype=torch.float64, requires_grad=True)
         output, state = module(x)

@@ -1,7 +1,8 @@
-// The serial loops of rnnlab's fused GRU and LSTM, compiled: loops.py's four functions (same
-// arguments, same results), with each step's pointwise part (pointwise.py's maths, line for
-// line) one pass over the step's rows, vectorised with ATen's Vectorized. compiled.py builds
-// this file for the CPU capability torch runs with; the tests hold it equal to loops.py.
+// The serial loops of rnnlab's fused layers, compiled: loops.py's six functions (same
+// arguments, same results). For the GRU and LSTM each step's pointwise part (pointwise.py's
+// maths, line for line) is one pass over the step's rows, vectorised with ATen's Vectorized;
+// the Elman cell's is torch's own activation. compiled.py builds this file for the CPU
+// capability torch runs with; the tests hold it equal to loops.py.
 //
 // The step kernels (*_rows) read contiguous rows: (b, G*H) for gates, (b, H) for the rest,
 // biases (G*H,) or none. Gates are in torch's order: GRU r, z, n; LSTM i, f, g, o.
@@ -170,6 +171,49 @@ void check(const std::vector<Tensor>& tensors, const Tensor& like) {
   }
 }
 
+void rnn_forward(Tensor z, Tensor w_rec, Tensor start, std::vector<int64_t> batch_sizes,
+                 bool reverse, bool relu) {
+  check({z, start}, z);
+  Steps z_steps = steps_of(z, batch_sizes);
+  Tensor prev = start;
+  for (int64_t t : visit_order(batch_sizes.size(), reverse)) {
+    z_steps[t].addmm_(starting_state(prev, start, batch_sizes[t]), w_rec);  // (b_t, H)
+    if (relu) {
+      at::relu_(z_steps[t]);
+    } else {
+      at::sigmoid_(z_steps[t]);
+    }
+    prev = z_steps[t];
+  }
+}
+
+void rnn_backward(Tensor dz, Tensor slope, Tensor w_hh, std::vector<int64_t> batch_sizes,
+                  bool reverse, Tensor grad_h_n, Tensor dh0) {
+  check({dz, slope, grad_h_n, dh0}, dz);
+  Steps dz_steps = steps_of(dz, batch_sizes), slopes = steps_of(slope, batch_sizes);
+  const std::vector<int64_t> order = visit_order(batch_sizes.size(), reverse);
+  int64_t after = -1, after_rows = 0;  // the step visited after this one, and its rows
+  for (int64_t i = order.size() - 1; i >= 0; --i) {
+    const int64_t t = order[i], rows = batch_sizes[t];
+    Tensor d = dz_steps[t];  // (b_t, H)
+    const int64_t fed = std::min(rows, after_rows);
+    if (after >= 0 && fed == rows && rows == after_rows) {
+      d.addmm_(dz_steps[after], w_hh);
+    } else {
+      if (fed) d.narrow(0, 0, fed).addmm_(dz_steps[after].narrow(0, 0, fed), w_hh);
+      if (rows > fed) d.narrow(0, fed, rows - fed).add_(grad_h_n.narrow(0, fed, rows - fed));
+    }
+    d.mul_(slopes[t]);
+    const int64_t prev_rows = i > 0 ? batch_sizes[order[i - 1]] : 0;
+    if (rows > prev_rows) {  // rows that started from h0 at this step
+      const int64_t n = rows - prev_rows;
+      dh0.narrow(0, prev_rows, n).copy_(at::mm(d.narrow(0, prev_rows, n), w_hh));
+    }
+    after = t;
+    after_rows = rows;
+  }
+}
+
 void gru_forward(Tensor gi, Tensor gh, Tensor bias, Tensor w_hh_t, Tensor h0,
                  std::vector<int64_t> batch_sizes, bool reverse, Tensor out) {
   check({gi, gh, bias, h0, out}, out);
@@ -309,6 +353,8 @@ void lstm_backward(Tensor gates, Tensor c, Tensor tc, Tensor out, Tensor h0, Ten
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
+  module.def("rnn_forward", &rnn_forward);
+  module.def("rnn_backward", &rnn_backward);
   module.def("gru_forward", &gru_forward);
   module.def("gru_backward", &gru_backward);
   module.def("lstm_forward", &lstm_forward);

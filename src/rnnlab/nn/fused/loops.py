@@ -1,6 +1,7 @@
-"""The serial loops of the fused GRU and LSTM over a packed sequence, forward and backward: per
-step a matmul and one pointwise step (`pointwise.py`). loops.cpp is the same four functions
-compiled (same arguments, same results); `compiled.layer_loops` picks one of the two.
+"""The serial loops of the fused layers over a packed sequence, forward and backward: per step a
+matmul and the step's pointwise part (for the GRU and LSTM `pointwise.py`'s functions, for the
+Elman cell an activation or its slope). loops.cpp is the same six functions compiled (same
+arguments, same results); `compiled.layer_loops` picks one of the two.
 
 Each loop fills the buffers it is given; `batch_sizes` and `reverse` say which rows each step
 owns and in which order the steps are visited (`rnnlab.nn.steps`). A step's rows start from
@@ -29,6 +30,54 @@ def incoming(after: int | None, after_rows: int, rows: int) -> tuple[int, bool]:
     `after_rows`), and whether that is the common case: all of them, and all of its rows."""
     fed = min(rows, after_rows)
     return fed, fed == rows == after_rows and after is not None
+
+
+def rnn_forward(
+    z: Tensor, w_rec: Tensor, start: Tensor, batch_sizes: list[int], reverse: bool, relu: bool
+) -> None:
+    """z (N, H), holding every step's input projection, becomes every step's state:
+    z_t = act(z_t + s_{t-1} w_rec), act relu or sigmoid (see rnn.py for the tanh in it),
+    from `start` (B, H)."""
+    act_ = torch.relu_ if relu else torch.sigmoid_
+    z_steps = z.split(batch_sizes)
+    prev = start
+    for t in visit_order(len(batch_sizes), reverse):
+        z_steps[t].addmm_(starting_state(prev, start, batch_sizes[t]), w_rec)  # (b_t, H)
+        act_(z_steps[t])
+        prev = z_steps[t]
+
+
+def rnn_backward(
+    dz: Tensor,
+    slope: Tensor,
+    w_hh: Tensor,
+    batch_sizes: list[int],
+    reverse: bool,
+    grad_h_n: Tensor,
+    dh0: Tensor,
+) -> None:
+    """dz (N, H), holding the output's gradient, becomes every step's pre-activation gradient,
+    dz_t = (dout_t + dz_{t+1} W_hh) * act'(z_t) with act' in `slope` (N, H); dh0 (B, H)."""
+    dz_steps, slopes = steps_of(batch_sizes, dz, slope)
+    order = visit_order(len(batch_sizes), reverse)
+    after, after_rows = None, 0  # the step visited after this one, and its rows
+    for i in range(len(order) - 1, -1, -1):
+        t = order[i]
+        rows = batch_sizes[t]
+        d = dz_steps[t]  # (b_t, H)
+        fed, common = incoming(after, after_rows, rows)
+        if common:
+            d.addmm_(dz_steps[after], w_hh)
+        else:
+            if fed:
+                d[:fed].addmm_(dz_steps[after][:fed], w_hh)
+            if rows > fed:  # sequences that ended here: their h is in h_n
+                d[fed:].add_(grad_h_n[fed:rows])
+        d.mul_(slopes[t])
+        prev_rows = batch_sizes[order[i - 1]] if i > 0 else 0
+        if rows > prev_rows:  # rows that started from h0 at this step
+            dh0[prev_rows:rows] = d[prev_rows:] @ w_hh  # (rows - prev_rows, H)
+        after, after_rows = t, rows
 
 
 def gru_forward(
