@@ -268,3 +268,25 @@ def test_predict_and_evaluate_name_tokens_the_run_never_saw(tmp_path, capsys):
     pairs.write_text("hallo\tohlol\n")
     assert main(["evaluate", str(tmp_path / "seq2seq"), "--pairs", str(pairs)]) == 2
     assert "never trained on: 'a'; it knows 'e', 'h', 'l', 'o'" in capsys.readouterr().err
+
+
+def test_the_recurrent_network_options_refuse_what_the_cell_lacks(capsys):
+    assert main(["seq2seq", "--cell", "gru", "--nonlinearity", "relu", *QUIET]) == 2
+    assert "a GRU has its own" in capsys.readouterr().err
+    assert main(["seq2seq", "--forget-bias", "1", *QUIET]) == 2
+    assert "--cell rnn has none" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_every_cell_builds_the_network_its_options_describe(cell):
+    from rnnlab.experiments.seq2seq import Seq2SeqConfig
+
+    extra = {"forget_bias": 2.0} if cell == "lstm" else {}
+    config = Seq2SeqConfig(cell=cell, hidden=6, layers=2, init="orthogonal", **extra)
+    rnn = config.build_rnn(4)
+    assert type(rnn).__name__ == cell.upper() and rnn.num_layers == 2 and rnn.hidden_size == 6
+    assert rnn.batch_first
+    if cell == "lstm":
+        assert torch.equal(rnn.bias_ih_l1[6:12], torch.full((6,), 2.0))
+    torch_rnn = Seq2SeqConfig(cell=cell, impl="torch").build_rnn(4)
+    assert type(torch_rnn) is getattr(torch.nn, cell.upper())

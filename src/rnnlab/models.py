@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from rnnlab.nn import GRU, LSTM, RNN, init
-from rnnlab.options import check_choice, option
+from rnnlab.options import check_choice, check_range, option
 
 CELLS = ("rnn", "gru", "lstm")
 IMPLS = ("rnnlab", "rnnlab-reference", "torch")
@@ -62,6 +62,11 @@ class RNNOptions:
         choices=IMPLS,
     )
     init: str = init_option()
+    forget_bias: float | None = option(
+        None,
+        "an LSTM's forget gates start from b_if + b_hf = B (b_hf = 0), so that they open: "
+        "sigmoid(1) = 0.73 for 1 (--cell lstm only); default: torch's uniform start",
+    )
 
     def check_rnn(self, input_size: int = 1) -> None:
         """Refuse, naming the value and the valid ones, a setting of the group; the
@@ -79,6 +84,12 @@ class RNNOptions:
                 f"--nonlinearity chooses the Elman cell's activation; a {self.cell.upper()} has "
                 f"its own (sigmoid gates, tanh), so it takes none (got {self.nonlinearity!r})"
             )
+        if self.forget_bias is not None:
+            check_range("forget_bias", self.forget_bias)
+            if self.cell != "lstm":
+                raise ValueError(
+                    f"--forget-bias sets an LSTM's forget gates; --cell {self.cell} has none"
+                )
         for name in ("hidden", "layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -94,6 +105,7 @@ class RNNOptions:
             self.layers,
             nonlinearity=self.nonlinearity,
             init_scheme=self.init,
+            forget_bias=self.forget_bias,
             dropout=dropout,
             bidirectional=bidirectional,
         )
@@ -122,13 +134,15 @@ def make_rnn(
     *,
     nonlinearity: str = "tanh",
     init_scheme: str = "default",
+    forget_bias: float | None = None,
     dropout: float = 0.0,
     bidirectional: bool = False,
 ) -> nn.Module:
     """A batch-first recurrent network of `cell` ('rnn', 'gru', 'lstm'): `impl` 'rnnlab' (the
     fused path), 'rnnlab-reference' (the per-step loop) or 'torch' (torch.nn's module);
     `init_scheme` 'default' (torch's uniform), 'identity' (each W_hh block = I, zero biases:
-    IRNN) or 'orthogonal' (each W_hh block orthogonal); `nonlinearity` for 'rnn' only."""
+    IRNN) or 'orthogonal' (each W_hh block orthogonal); `nonlinearity` for 'rnn' only;
+    `forget_bias` for 'lstm' only (`init.forget_bias_`)."""
     check_choice("cell", cell, CELLS)
     check_choice("impl", impl, IMPLS)
     check_choice("init", init_scheme, INITS)
@@ -151,6 +165,8 @@ def make_rnn(
         init.identity_(rnn, zero_bias=True)
     elif init_scheme == "orthogonal":
         init.orthogonal_(rnn)
+    if forget_bias is not None:
+        init.forget_bias_(rnn, forget_bias)
     return rnn
 
 
