@@ -1,12 +1,12 @@
-"""The compiled loops of the fused GRU and LSTM (loops.cpp), and the choice between them and the
-same loops in Python (loops.py, whose steps are torch ops).
+"""The compiled loops of the fused RNN, GRU and LSTM (loops.cpp), and the choice between them and
+the same loops in Python (loops.py, whose steps are torch ops).
 
-The C++ file is built the first time a fused GRU or LSTM runs, with torch's own extension
-tools (a C++ compiler and ninja), for the CPU capability torch itself runs with (AVX-512, AVX2
-or plain): about a minute, once per machine and version of the source; torch keeps the build
-in its extensions folder (TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions). Where it
-cannot be built (no compiler), one warning says so and the layers use loops.py, with the same
-results. RNNLAB_COMPILED=0 chooses loops.py outright.
+The C++ file is built the first time a fused layer runs, with torch's own extension tools (a
+C++ compiler and ninja), for the CPU capability torch itself runs with (AVX-512, AVX2 or plain):
+about a minute, once per machine, version of the source and torch installation; torch keeps the
+build in its extensions folder (TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions). Where
+it cannot be built (no compiler), one warning says so and the layers use loops.py, with the
+same results. RNNLAB_COMPILED=0 chooses loops.py outright.
 """
 
 from __future__ import annotations
@@ -59,9 +59,11 @@ def compiled_loops(capability: str | None = None) -> ModuleType | None:
     try:
         from torch.utils import cpp_extension
 
-        # named by the source's digest too: two versions of rnnlab on one machine (two
-        # checkouts, an upgrade) each keep their own build instead of rebuilding over the other
-        digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+        # named by the digest of the source and of the torch it builds against: two versions
+        # of rnnlab or two virtual environments on one machine (two checkouts, an upgrade) each
+        # keep their own build instead of rebuilding over the other's
+        built_for = f"{torch.__version__} {Path(torch.__file__).parent}".encode()
+        digest = hashlib.sha256(SOURCE.read_bytes() + built_for).hexdigest()[:12]
         with _ninja_on_path():
             return cpp_extension.load(
                 f"rnnlab_loops_{capability.lower()}_{digest}",
