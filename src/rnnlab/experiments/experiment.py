@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from rnnlab.crossval import CVResult, cross_validate
-from rnnlab.files import BASELINES_FILE, EXPLAIN_FILE, TEST_FILE, atomic_write
+from rnnlab.files import BASELINES_FILE, CONFIG_FILE, EXPLAIN_FILE, TEST_FILE, atomic_write
 from rnnlab.report import render_explain_page
 from rnnlab.train import (
     EvalResult,
@@ -296,6 +296,9 @@ def train(
                 print(f"run folder: {run_dir}")
                 if data.description:
                     print(data.description)
+                if not (run_dir / CONFIG_FILE).is_file():  # claimed before the baselines
+                    (run_dir / BASELINES_FILE).unlink(missing_ok=True)  # a dead start's
+                    record.write(run_dir)
                 if experiment.baselines is not None and scored:
                     if train_config.limit_batches:
                         print("baselines: not scored in a run limited to a few batches")

@@ -61,6 +61,9 @@ IGNORE_INDEX = -100
 FUSED_DEVICES = ("cpu", "cuda")
 # Past this many classes a confusion-matrix picture is unreadable; the loop does not draw it.
 CONFUSION_PLOT_MAX_CLASSES = 50
+# Past this many classes no confusion matrix is counted at all: it is a classifier's, and a
+# language model's vocabulary of 10,000 words would make it 800 MB in every checkpoint.
+CONFUSION_MAX_CLASSES = 1000
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 EpochHook = Callable[[int, nn.Module, dict], "dict | None"]
@@ -177,7 +180,8 @@ def evaluate(
 
     **Arguments:** `loss_fn(logits (N, C), targets (N,))` returns the mean loss; `device`
     defaults to the model's; `confusion` / `predictions` also return the (C, C) confusion
-    matrix / the (N,) predicted classes; `limit_batches` > 0 stops after that many batches.
+    matrix (None past CONFUSION_MAX_CLASSES classes) / the (N,) predicted classes;
+    `limit_batches` > 0 stops after that many batches.
 
     **Returns:** an EvalResult. Under torch.distributed the sums and the confusion matrix are
     summed over all processes, so with a loader that shards without padding
@@ -203,7 +207,7 @@ def evaluate(
             loss_sum += loss_fn(logits, targets).item() * n
             correct += (pred == targets).sum().item()
             count += n
-            if confusion:
+            if confusion and logits.shape[-1] <= CONFUSION_MAX_CLASSES:
                 c = logits.shape[-1]
                 if matrix is None:
                     matrix = torch.zeros(c, c, dtype=torch.int64, device=device)
@@ -221,7 +225,7 @@ def evaluate(
         # A process whose shard was empty has no matrix yet; it takes its size from the others
         # so that every process joins the same all-reduce.
         _, c = min_max_over_processes(0 if matrix is None else len(matrix), device)
-        if matrix is None:
+        if matrix is None and c:  # c == 0: no process counted one (too many classes)
             matrix = torch.zeros(c, c, dtype=torch.int64, device=device)
     if matrix is not None:  # a copy made here is an ordinary tensor the all-reduce may change
         matrix = all_reduce_sum(matrix.clone()).cpu()

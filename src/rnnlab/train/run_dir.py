@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rnnlab.files import (
+    BASELINES_FILE,
     BEST_FILE,
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -162,8 +163,8 @@ def choose_run_dir(
                 raise NotADirectoryError(f"{run_dir} is a file, expected a run folder")
             continue
         if not (run_dir / CONFIG_FILE).is_file():
-            if not [p for p in run_dir.iterdir() if p.name != LOCK_FILE]:
-                return run_dir  # empty, or a run that died before writing anything
+            if all(_before_record(p.name) for p in run_dir.iterdir()):
+                return run_dir  # empty, or a run that died before its record: it starts again
             if explicit:
                 raise FileExistsError(
                     f"{run_dir} is not empty and holds no run ({CONFIG_FILE} is missing); "
@@ -180,6 +181,12 @@ def choose_run_dir(
                 "pass another --name for a new run, or delete the folder"
             )
     raise FileExistsError(f"{out_dir} holds 9999 runs named {name}-N; pass --name")
+
+
+def _before_record(name: str) -> bool:
+    """Whether a file is one a run may leave before its record: its lock, its baselines, or
+    a temporary file of an atomic write cut short."""
+    return name in (LOCK_FILE, BASELINES_FILE) or (name.startswith(".") and name.endswith(".tmp"))
 
 
 # Locks this process holds: folder -> (file descriptor, depth), so that nested holders (an
