@@ -43,7 +43,15 @@ from rnnlab.experiments import text_features
 from rnnlab.experiments.experiment import Data, Experiment, Explain, RunCommand, SavedRun
 from rnnlab.experiments.ngram import count_baselines
 from rnnlab.files import SAMPLES_FILE
-from rnnlab.models import CELLS, RNNOptions, detached, hidden_of, hidden_option, layers_option
+from rnnlab.models import (
+    CELLS,
+    RNNOptions,
+    detached,
+    hidden_of,
+    hidden_option,
+    layers_option,
+    machine_memory,
+)
 from rnnlab.options import check_choices, check_range, option
 from rnnlab.train.config import MAX_SEED
 from rnnlab.train.distributed import DistributedContext
@@ -51,6 +59,7 @@ from rnnlab.train.distributed import DistributedContext
 EVAL_STREAMS = 8  # validation and test run as this many streams, each carrying its state
 SCANNED = 20_000  # explain: validation tokens over which units are correlated with features
 UNITS_SHOWN = 5  # explain: units listed per feature
+LOGIT_COPIES = 4  # logits, their log-softmax, and the gradients of both, at the loss's peak
 MAX_SAMPLE = 100_000  # tokens of an epoch's sample at most: a sample, not a second epoch
 
 
@@ -276,6 +285,8 @@ class LMConfig(RNNOptions):
             check_range(name, getattr(self, name), 1)
         check_range("dropout", self.dropout, 0.0, 0.99)
         check_range("sample_length", self.sample_length, 0, MAX_SAMPLE)
+        if self.text_file is not None:  # recorded whole: the run is read from any folder
+            self.text_file = str(Path(self.text_file).absolute())
         if self.tied and self.embedding != self.hidden:
             raise ValueError(
                 f"--tied needs --embedding equal to --hidden; got {self.embedding} and "
@@ -291,6 +302,7 @@ def load_data(config: LMConfig, meta: dict | None = None) -> Data:
     text = load_text(
         config.corpus, config.text_file, config.data_dir, config.level, config.words, vocab
     )
+    check_batch_memory(len(text.vocab), config)
     for name, ids in (("validation", text.val), ("test", text.test)):
         if len(ids) < EVAL_STREAMS + 1:
             raise ValueError(
@@ -310,6 +322,24 @@ def load_data(config: LMConfig, meta: dict | None = None) -> Data:
             f"{len(text.train):,} / {len(text.val):,} / {len(text.test):,} tokens"
         ),
     )
+
+
+def check_batch_memory(vocab_size: int, config: LMConfig) -> None:
+    """Refuse a vocabulary whose training batch could not fit in this machine's memory: the
+    batch's float32 logits (B, T, V) held LOGIT_COPIES times, and the embedding and output
+    weights with their gradients and Adam's two moments."""
+    logits = 4 * LOGIT_COPIES * config.batch_size * config.bptt * vocab_size
+    weights = 4 * 4 * vocab_size * (config.embedding + config.hidden + 1)
+    memory = machine_memory()
+    if logits + weights > memory:
+        fewer = "--words" if config.level == "word" else "--level word with --words"
+        raise ValueError(
+            f"a vocabulary of {vocab_size:,} {config.level} tokens needs about "
+            f"{(logits + weights) / 2**30:.1f} GiB for a training batch's logits and gradients "
+            f"(--batch-size {config.batch_size} x --bptt {config.bptt} x {vocab_size:,}) and "
+            f"its output layer, more than this machine's {memory / 2**30:.1f} GiB; use {fewer} "
+            "for fewer tokens, or a smaller --batch-size or --bptt"
+        )
 
 
 def build_model(config: LMConfig, meta: dict) -> LanguageModel:
@@ -490,6 +520,8 @@ EXPERIMENT = Experiment(
     loader=stream_batches,
     baselines=baselines,
     best_by="val_loss",
+    counted="tokens",
+    accuracy_name="next-token accuracy",
     on_epoch_end=bits_or_perplexity,
     test_metrics=test_bits_or_perplexity,
     contiguous_folds=True,
@@ -500,6 +532,7 @@ EXPERIMENT = Experiment(
         explain,
     ),
     evaluate_fields=("text_file",),
+    where_fields=("data_dir", "text_file"),  # the data's sha256 says what text it is
     # what runs from before --cell (and --init) did
     legacy_defaults=dict(cell="rnn"),
     search_space={

@@ -41,6 +41,7 @@ from rnnlab.experiments.experiment import (
     Explain,
     RunCommand,
     SavedRun,
+    printable,
     some_wrong,
 )
 from rnnlab.models import CELLS, RNNOptions, hidden_option
@@ -264,7 +265,7 @@ def predict(saved: SavedRun, options: PredictOptions) -> None:
         raise ValueError('a postag run predicts from --text "A SENTENCE" (at least one word)')
     meta = saved.record.meta
     tags = tag(saved.model, [words], meta)[0]
-    print(" ".join(f"{w}/{meta['tags'][t]}" for w, t in zip(words, tags, strict=True)))
+    print(" ".join(f"{printable(w)}/{meta['tags'][t]}" for w, t in zip(words, tags, strict=True)))
 
 
 @dataclass

@@ -53,7 +53,7 @@ from rnnlab.train.state import RunState, save_best
 
 # Fields of a metrics record that measure the machine, not the model: they differ between
 # two otherwise identical runs.
-TIMING_KEYS = ("samples_per_s", "seconds")
+TIMING_KEYS = ("samples_per_s", "tokens_per_s", "seconds")
 # A target of this value marks padding: it is neither scored nor counted (torch's default
 # ignore_index of cross_entropy).
 IGNORE_INDEX = -100
@@ -72,6 +72,8 @@ EpochHook = Callable[[int, nn.Module, dict], "dict | None"]
 AfterEpochHook = Callable[[dict], None]
 # What picks best.pt: a metric of the validation pass; one ending in "loss" is minimised.
 BEST_BY = ("val_acc", "val_loss")
+# What an epoch's rate counts: a batch's samples, or every element scored (an lm's tokens).
+COUNTED = ("samples", "tokens")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -319,7 +321,8 @@ def _epoch_line(record: dict, epochs: int, extra: dict, best: bool) -> str:
     ]
     if "val_loss" in record:
         parts.append(f"val loss {record['val_loss']:.4f} acc {100 * record['val_acc']:.2f}%")
-    parts.append(f"{record['samples_per_s']:,.0f} samples/s")
+    rate = next(key for key in TIMING_KEYS if key in record)  # samples_per_s or tokens_per_s
+    parts.append(f"{record[rate]:,.0f} {rate.removesuffix('_per_s')}/s")
     parts.append(f"{record['seconds']:.1f}s")
     if best:
         parts.append("best so far")
@@ -346,6 +349,7 @@ def fit(
     record: RunRecord | None = None,
     best_by: str = "val_acc",
     after_epoch: AfterEpochHook | None = None,
+    counted: str = "samples",
 ) -> FitResult:
     """Train `model` on `train_loader` for config.epochs, writing the run to out_dir/name.
 
@@ -369,7 +373,9 @@ def fit(
     same way; the loader's own shuffling generator, if any, is re-seeded and checkpointed here.
 
     **Arguments:** `loss_fn(logits (N, C), targets (N,))` returns the mean loss (default
-    cross-entropy); `class_names` label the confusion matrix.
+    cross-entropy); `class_names` label the confusion matrix; `counted` is what the epoch's
+    rate counts: "samples" (a batch's first dimension) or "tokens" (every scored element,
+    recorded as tokens_per_s).
 
     **Returns:** a FitResult. Raises NonFiniteLossError on a NaN or infinite training loss,
     leaving the last checkpoint as it was.
@@ -382,7 +388,9 @@ def fit(
     )
     run_dir = Path(config.out_dir) / config.name
     with run_lock(run_dir) if is_main_process() else contextlib.nullcontext():
-        loop = _Loop(model, train_loader, val_loader, config, loss_fn, run_dir, best_by)
+        if counted not in COUNTED:
+            raise ValueError(f"counted must be one of {', '.join(COUNTED)}; got {counted!r}")
+        loop = _Loop(model, train_loader, val_loader, config, loss_fn, run_dir, best_by, counted)
         state = loop.start(record)
         for epoch in range(state.epoch + 1, config.epochs + 1):
             started = time.perf_counter()
@@ -405,12 +413,21 @@ class _Loop:
     """The objects one run trains with, and the steps of an epoch: fit reads as their order."""
 
     def __init__(
-        self, model, train_loader, val_loader, config: TrainConfig, loss_fn, run_dir, best_by
+        self,
+        model,
+        train_loader,
+        val_loader,
+        config: TrainConfig,
+        loss_fn,
+        run_dir,
+        best_by,
+        counted,
     ):
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
         self.train_loader, self.val_loader = train_loader, val_loader
         self.config, self.loss_fn, self.run_dir = config, loss_fn, run_dir
+        self.counted = counted
         self.train_loss_fn = with_label_smoothing(loss_fn, config.label_smoothing)
         # the metric that picks best.pt: of the training pass when nothing is validated
         self.best_by = best_by if val_loader is not None else best_by.replace("val_", "train_")
@@ -541,7 +558,7 @@ class _Loop:
             "lr": lr,  # of the epoch's last update
             "train_loss": loss_sum / count,
             "train_acc": correct / count,
-            "samples_per_s": samples / seconds,
+            f"{self.counted}_per_s": (samples if self.counted == "samples" else count) / seconds,
         }
 
     def validate(self) -> EvalResult:

@@ -17,7 +17,7 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rnnlab.files import (
@@ -171,7 +171,9 @@ def choose_run_dir(
                     "pass another --name, or empty the folder"
                 )
             continue
-        saved = fill_added_later(RunRecord.read(run_dir).settings(), config_added_later)
+        # compared by today's idea of which fields say where the data is, not the saved one's
+        saved = replace(RunRecord.read(run_dir), where_fields=record.where_fields).settings()
+        saved = fill_added_later(saved, config_added_later)
         changed = settings_diff(saved, record.settings())
         if not changed:
             return run_dir
