@@ -198,7 +198,13 @@ def test_an_old_record_with_a_relative_text_file_is_still_the_same_run(text_run,
 
 @pytest.mark.parametrize(
     "argv",
-    [["lm", "--seed", "4294967296"], ["lm", "--seed", "-1"], ["langid", "--split-seed", "-1"]],
+    [
+        ["lm", "--seed", "4294967296"],
+        ["lm", "--seed", "-1"],
+        ["langid", "--split-seed", "-1"],
+        ["postag", "--split-seed", "4294967296"],
+        ["mnist", "--permutation-seed", "4294967296"],
+    ],
 )
 def test_a_seed_outside_what_the_generators_keep_is_one_line(argv, capsys):
     assert main([*argv, "--print-config"]) == 2

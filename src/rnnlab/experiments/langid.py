@@ -53,6 +53,7 @@ from rnnlab.experiments.experiment import (
 from rnnlab.models import CELLS, RNNOptions, hidden_of, hidden_option
 from rnnlab.options import check_choices, check_range, option
 from rnnlab.train import EvalResult
+from rnnlab.train.config import MAX_SEED
 
 BEGIN, END = "^", "$"  # around every word, so that the RNN sees where a word starts and ends
 UNKNOWN = 0  # the id of a character the training words never hold
@@ -102,7 +103,7 @@ class LangidConfig(RNNOptions):
                 f"--words must be >= {MIN_WORDS}: the 10% validation and test parts of the "
                 f"stratified split need words of every language; got {self.words}"
             )
-        check_range("split_seed", self.split_seed, 0, 2**32 - 1)  # scikit-learn's random_state
+        check_range("split_seed", self.split_seed, 0, MAX_SEED)  # scikit-learn's random_state
         check_range("embedding", self.embedding, 0)
         check_range("ngrams", self.ngrams, 1, 8)
         check_range("ngram_min_count", self.ngram_min_count, 1)

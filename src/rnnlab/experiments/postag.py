@@ -47,6 +47,7 @@ from rnnlab.experiments.experiment import (
 from rnnlab.models import CELLS, RNNOptions, hidden_option
 from rnnlab.options import check_choices, check_range, option
 from rnnlab.train import IGNORE_INDEX, EvalResult
+from rnnlab.train.config import MAX_SEED
 
 UNK = "<unk>"  # id 0: a word seen fewer than --min-count times in training
 EXPLAINED_SENTENCES = 12  # test sentences the explain page shows by default
@@ -73,6 +74,7 @@ class PostagConfig(RNNOptions):
     def __post_init__(self) -> None:
         check_choices(self)
         self.check_rnn()
+        check_range("split_seed", self.split_seed, 0, MAX_SEED)  # scikit-learn's random_state
         check_range("min_count", self.min_count, 1)
         check_range("embedding", self.embedding, 1)
         check_range("dropout", self.dropout, 0.0, 1.0)
