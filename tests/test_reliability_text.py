@@ -183,6 +183,8 @@ def test_evaluate_refuses_a_text_changed_in_place_and_names_the_text_it_scored(t
     (text_run.parents[1] / "text.txt").write_text(NO_NEWLINE.replace("cat", "tac"))
     assert main(["evaluate", str(text_run)]) == 2
     assert "its data changed since the run was trained" in one_line_error(capsys, "evaluate")
+    assert main(["explain", str(text_run)]) == 2  # nor is another text explained
+    assert "its data changed since the run was trained" in one_line_error(capsys, "explain")
     other = text_run.parents[1] / "text.txt"
     assert main(["evaluate", str(text_run), "--text-file", str(other)]) == 0  # asked for
 

@@ -510,6 +510,22 @@ def find_experiment(experiments, name: str, run_dir: Path | str = "") -> Experim
     raise ValueError(f"{run_dir}: unknown experiment {name!r}; rnnlab knows {known}")
 
 
+def check_same_data(saved: SavedRun, sha256) -> None:
+    """Refuse data whose sha256 (`Data.identity`'s) differs from what the saved run recorded:
+    a file changed in place, or another of the same name, would be scored or shown as if it
+    were the run's. A record without digests (an old one) is taken on trust."""
+    recorded = saved.record.data.get("sha256")
+    changed = settings_diff(recorded, sha256) if recorded else []
+    if changed:
+        fields = saved.experiment.evaluate_fields
+        flags = ", ".join("--" + name.replace("_", "-") for name in fields)
+        raise ValueError(
+            f"{saved.run_dir}: its data changed since the run was trained ({'; '.join(changed)}), "
+            "so the result would be another data's; restore the run's data"
+            + (f", or name the data to score with `rnnlab evaluate` {flags}" if flags else "")
+        )
+
+
 def evaluate_saved(
     saved: SavedRun, limit_batches: int = 0, same_data: bool = True
 ) -> tuple[EvalResult, Data, dict]:
@@ -518,15 +534,8 @@ def evaluate_saved(
     whose sha256 differs from the run's record (a file changed in place), as resume does."""
     experiment, config = saved.experiment, saved.config
     data = experiment.load_data(config, saved.record.meta)
-    recorded = saved.record.data.get("sha256")
-    changed = settings_diff(recorded, data.identity.get("sha256")) if recorded else []
-    if same_data and changed:
-        flags = ", ".join("--" + name.replace("_", "-") for name in experiment.evaluate_fields)
-        raise ValueError(
-            f"{saved.run_dir}: its data changed since the run was trained ({'; '.join(changed)}), "
-            f"so the score would be another data's; restore the run's data"
-            + (f", or name the data to score with {flags}" if flags else "")
-        )
+    if same_data:
+        check_same_data(saved, data.identity.get("sha256"))
     dataset = data.test if data.test is not None else data.val
     if dataset is None:
         raise ValueError(f"{saved.run_dir}: the {experiment.name} data has nothing to score")

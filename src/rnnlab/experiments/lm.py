@@ -40,7 +40,14 @@ from torch.utils.data import DataLoader, Dataset
 from rnnlab.data import CORPORA, Vocabulary
 from rnnlab.data.lm_text import LEVELS, NEWLINE, StreamWindows, detokenize, load_text, tokenize
 from rnnlab.experiments import text_features
-from rnnlab.experiments.experiment import Data, Experiment, Explain, RunCommand, SavedRun
+from rnnlab.experiments.experiment import (
+    Data,
+    Experiment,
+    Explain,
+    RunCommand,
+    SavedRun,
+    check_same_data,
+)
 from rnnlab.experiments.ngram import count_baselines
 from rnnlab.files import SAMPLES_FILE
 from rnnlab.models import (
@@ -457,9 +464,11 @@ def explain(saved: SavedRun, options: ExplainOptions) -> dict:
     check_range("length", options.length, 2)
     config = saved.config
     vocab = Vocabulary.from_dict(saved.record.meta["vocabulary"])
-    val = load_text(
+    text = load_text(
         config.corpus, config.text_file, config.data_dir, config.level, config.words, vocab, False
-    ).val  # (N,)
+    )
+    check_same_data(saved, text.corpus.sha256)
+    val = text.val  # (N,)
     if not 0 <= options.start < len(val) - 1:
         raise ValueError(f"--start must be in [0, {len(val) - 2}], got {options.start}")
     start = _line_start(val[options.start :], vocab) + options.start
