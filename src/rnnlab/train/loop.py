@@ -383,13 +383,13 @@ def fit(
     config = TrainConfig() if config is None else config
     if best_by not in BEST_BY:
         raise ValueError(f"best_by must be one of {', '.join(BEST_BY)}; got {best_by!r}")
+    if counted not in COUNTED:
+        raise ValueError(f"counted must be one of {', '.join(COUNTED)}; got {counted!r}")
     record = replace(
         record or RunRecord(experiment="", config={}, train={}), train=config.settings()
     )
     run_dir = Path(config.out_dir) / config.name
     with run_lock(run_dir) if is_main_process() else contextlib.nullcontext():
-        if counted not in COUNTED:
-            raise ValueError(f"counted must be one of {', '.join(COUNTED)}; got {counted!r}")
         loop = _Loop(model, train_loader, val_loader, config, loss_fn, run_dir, best_by, counted)
         state = loop.start(record)
         for epoch in range(state.epoch + 1, config.epochs + 1):
