@@ -119,7 +119,7 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(play, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(killed, config, part)
     train(lm.EXPERIMENT, config, dataclasses.replace(part, resume=True))
-    timing = ("seconds", "samples_per_s")
+    timing = ("seconds", "tokens_per_s")
     strip = [{k: v for k, v in r.items() if k not in timing} for r in metrics(tmp_path / "whole")]
     assert strip == [
         {k: v for k, v in r.items() if k not in timing} for r in metrics(tmp_path / "part")

@@ -277,6 +277,6 @@ def test_bad_langid_options_are_one_line_and_status_2(lists, capsys):
     assert main(["langid", "--ngram-min-count", "0", "--dry-run"]) == 2
     assert "ngram_min_count must be >= 1, got 0" in capsys.readouterr().err
     assert main(["langid", "--words", "0", "--dry-run"]) == 2
-    assert "words must be >= 1, got 0" in capsys.readouterr().err
+    assert "--words must be >= 20" in capsys.readouterr().err
     assert main(["langid", "--words", "31", "--data-dir", str(lists), "--dry-run"]) == 2
     assert "n=31 is more than the 30 words" in capsys.readouterr().err

@@ -111,12 +111,17 @@ class RNNOptions:
         )
 
 
+def machine_memory() -> int:
+    """This machine's physical memory in bytes: what the size checks compare against."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def check_memory(cell: str, hidden: int, layers: int, input_size: int = 1) -> None:
     """Refuse sizes whose float32 weights alone could not fit in this machine's memory."""
     # per layer G gate blocks of W_hh (H, H), W_ih (H, I or H) and two biases, 4 bytes each
     inputs = input_size + (layers - 1) * hidden
     weights = GATES[cell] * (layers * hidden * (hidden + 2) + hidden * inputs)
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    memory = machine_memory()
     if 4 * weights > memory:
         raise ValueError(
             f"hidden {hidden} x layers {layers} ({cell}) needs {4 * weights:.3g} bytes of "

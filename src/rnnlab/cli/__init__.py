@@ -64,6 +64,14 @@ def main(argv: Sequence[str] | None = None, experiments=EXPERIMENTS) -> int:
         message = " ".join(str(error).split("\n"))
         print(f"rnnlab {command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: the user's choice, not a bug; checkpoints are whole
+        resume = (
+            " (--resume continues from the last finished epoch)"
+            if command in {e.name for e in experiments}
+            else ""
+        )
+        print(f"rnnlab {command}: interrupted{resume}", file=sys.stderr)
+        return 130  # 128 + SIGINT, as shells report it
     except BrokenPipeError:  # `rnnlab ... | head` closed the pipe: the reader is done, not us
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -12,6 +12,8 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -228,6 +230,13 @@ def configs_from(experiment: Experiment, args) -> tuple[object, TrainConfig, Run
     run = RunOptions(**values_of(args, RunOptions))
     if run.threads < 0:
         raise ValueError(f"--threads must be >= 0, got {run.threads}")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores and run.threads > cores:
+        print(
+            f"rnnlab: warning: --threads {run.threads} is more than the {cores} cores this "
+            "process may use; the threads wait on each other and an epoch runs many times slower",
+            file=sys.stderr,
+        )
     train_config = TrainConfig(
         **values_of(args, TrainConfig),
         name=run.name or experiment.run_name(config),
@@ -304,12 +313,13 @@ def run_evaluate(args) -> int:
     }
     saved = restore(args.run_dir, args.experiments, **overrides)
     result, data, extra = evaluate_saved(
-        saved, limit_batches=DRY_RUN_BATCHES if args.dry_run else 0
+        saved, limit_batches=DRY_RUN_BATCHES if args.dry_run else 0, same_data=not overrides
     )
     print(
         json.dumps(
             {
                 "run": str(args.run_dir),
+                "data": data.identity.get("source"),  # which data was scored, as it was found
                 "on": "test split" if data.test is not None else "validation data",
                 "loss": result.loss,
                 "accuracy": result.accuracy,

@@ -18,6 +18,7 @@ import yaml
 from rnnlab.options import declared_fields
 
 MAX_CONFIG_BYTES = 1 << 20  # a settings file is small; anything larger is refused unread
+MAX_CONFIG_DEPTH = 20  # nesting of a settings file's lists and mappings; settings need 3
 
 
 class UsageError(ValueError):
@@ -113,17 +114,46 @@ def values_of(args: argparse.Namespace, cls) -> dict:
     return {f.name: getattr(args, f.name) for f, _ in declared_fields(cls)}
 
 
+class _SettingsLoader(yaml.SafeLoader):
+    """safe_load's loader that refuses, before anything expands, what no settings file needs:
+    aliases (457 bytes of nested `*a` references expand to gigabytes) and nesting deeper than
+    MAX_CONFIG_DEPTH (a thousand `[` exhaust Python's recursion)."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _Refused(
+                f"the alias *{event.anchor} (line {event.start_mark.line + 1}) is refused in a "
+                "settings file; write the value out"
+            )
+        self.depth += 1
+        if self.depth > MAX_CONFIG_DEPTH:
+            raise _Refused(f"nested deeper than {MAX_CONFIG_DEPTH} levels; settings need 3")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+class _Refused(yaml.YAMLError):
+    """What _SettingsLoader refuses, said as it is."""
+
+
 def read_settings_file(path: str, flag: str, what: str) -> dict:
     """The mapping of option names to `what` in a small YAML or JSON file given as `flag`
-    (safe_load: plain data only; an empty file is an empty mapping), or one line saying why
-    not."""
+    (plain data only, no aliases, at most MAX_CONFIG_DEPTH deep; an empty file is an empty
+    mapping), or one line saying why not."""
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"{flag} {path}: no such file")
     if file.stat().st_size > MAX_CONFIG_BYTES:
         raise ValueError(f"{flag} {path}: {file.stat().st_size} bytes, a settings file is small")
     try:
-        values = yaml.safe_load(file.read_text(encoding="utf-8-sig"))
+        values = yaml.load(file.read_text(encoding="utf-8-sig"), Loader=_SettingsLoader)
+    except _Refused as e:
+        raise ValueError(f"{flag} {path}: {e}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         first = str(e).splitlines()[0]
         raise ValueError(f"{flag} {path}: not a YAML or JSON file ({first})") from None
@@ -144,6 +174,12 @@ def read_config_file(path: str, classes: dict[str, type], experiment: str) -> di
             raise ValueError(
                 f"--config {path} is a {values['experiment']!r} run's, not {experiment!r}'s"
             )
+        for section in ("config", "train"):
+            if not isinstance(values[section], dict):
+                raise ValueError(
+                    f"--config {path}: a run record's {section!r} must be a mapping of option "
+                    f"names to values, got {type(values[section]).__name__}"
+                )
         values = {**values["config"], **values["train"]}
         # fields that are settings but not options (limit_batches of a dry run) stay behind
         for cls in classes.values():

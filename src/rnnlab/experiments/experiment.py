@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -26,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from rnnlab.crossval import CVResult, cross_validate
-from rnnlab.files import BASELINES_FILE, EXPLAIN_FILE, TEST_FILE, atomic_write
+from rnnlab.files import BASELINES_FILE, CONFIG_FILE, EXPLAIN_FILE, TEST_FILE, atomic_write
 from rnnlab.report import render_explain_page
 from rnnlab.train import (
     EvalResult,
@@ -45,7 +46,7 @@ from rnnlab.train import (
     wrap_model,
 )
 from rnnlab.train.distributed import DistributedContext, on_main_then_everywhere
-from rnnlab.train.run_dir import WEIGHTS_FILES, choose_run_dir
+from rnnlab.train.run_dir import BEST_FILE, WEIGHTS_FILES, choose_run_dir, settings_diff
 
 TEST_BATCH = 1000  # samples per batch when a model is scored (validation, test): no gradients
 
@@ -121,6 +122,8 @@ class Experiment:
     loader: LoaderHook | None = None  # how batches are made; None: shuffled `batch_size` ones
     baselines: BaselinesHook | None = None  # printed before training, kept in baselines.json
     best_by: str = "val_acc"  # the validation metric that picks best.pt (see `fit`)
+    counted: str = "samples"  # what the lines count and rate: "tokens" when each is scored
+    accuracy_name: str = "accuracy"  # what the test line calls the arg-max hitting its target
     on_epoch_end: EpochEndHook | None = None  # extra epoch metrics (a prediction, a sample)
     test_metrics: TestMetricsHook | None = None  # extra test-split metrics, into test.json
     contiguous_folds: bool = False  # cv folds are runs of the data in order, never shuffled
@@ -171,6 +174,13 @@ def write_explain_page(compute: Callable[[SavedRun, Any], dict], saved: SavedRun
     atomic_write(path, render_explain_page(page).encode())
     print(path)
     return path
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters (an ANSI escape's ESC, a carriage return...) written
+    as escapes, `\\x1b`: what a command echoes of a user's input shows, never steers, the
+    terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def some_wrong(correct: list[bool], count: int) -> list[int]:
@@ -296,6 +306,9 @@ def train(
                 print(f"run folder: {run_dir}")
                 if data.description:
                     print(data.description)
+                if not (run_dir / CONFIG_FILE).is_file():  # claimed before the baselines
+                    (run_dir / BASELINES_FILE).unlink(missing_ok=True)  # a dead start's
+                    record.write(run_dir)
                 if experiment.baselines is not None and scored:
                     if train_config.limit_batches:
                         print("baselines: not scored in a run limited to a few batches")
@@ -324,6 +337,7 @@ def train(
                 record=record,
                 best_by=experiment.best_by,
                 after_epoch=after_epoch,
+                counted=experiment.counted,
             )
             if data.test is not None and scored:
                 _score_test(experiment, config, data, model, result, train_config, ctx)
@@ -350,8 +364,8 @@ def _score_test(experiment, config, data, model, result: FitResult, train_config
         }
         atomic_write(result.run_dir / TEST_FILE, json.dumps(record, indent=2).encode())
         print(
-            f"test accuracy {scored.accuracy:.2%} (loss {scored.loss:.4f}) on "
-            f"{scored.count} samples, model of epoch {result.best_epoch}"
+            f"test {experiment.accuracy_name} {scored.accuracy:.2%} (loss {scored.loss:.4f}) "
+            f"on {scored.count:,} {experiment.counted}, model of epoch {result.best_epoch}"
         )
         if extra:
             print(format_metrics(extra))
@@ -393,6 +407,13 @@ def cross_validate_experiment(
     if experiment.contiguous_folds:
         shuffle, stratify = False, False  # a fold is a stretch of the data, as it comes
     labels = data.labels if stratify else None
+    if labels is not None:  # scikit-learn's StratifiedKFold needs this, in words of its own
+        most = int(np.unique(labels, return_counts=True)[1].max())
+        if folds > most:
+            raise ValueError(
+                f"--folds {folds}: stratified folds share out each class, and the largest "
+                f"has {most} training samples; use at most {most} folds, or --no-stratify"
+            )
     print(
         f"{len(data.train)} training samples in {folds} "
         f"{'stratified ' if labels is not None else ''}folds"
@@ -471,7 +492,13 @@ def restore(run_dir: str | Path, experiments: tuple[Experiment, ...], **override
         model = experiment.build_model(config, record.meta)
     except (KeyError, TypeError) as e:
         raise ValueError(f"{run_dir}/config.json lacks what rebuilds its model: {e!r}") from None
-    load_weights(model, run_dir)
+    loaded = load_weights(model, run_dir)
+    if loaded.name != BEST_FILE:
+        print(
+            f"rnnlab: note: {run_dir} has no {BEST_FILE}; using {loaded.name}, the weights of "
+            "its last finished epoch",
+            file=sys.stderr,
+        )
     return SavedRun(run_dir, record, experiment, config, model.eval())
 
 
@@ -483,11 +510,32 @@ def find_experiment(experiments, name: str, run_dir: Path | str = "") -> Experim
     raise ValueError(f"{run_dir}: unknown experiment {name!r}; rnnlab knows {known}")
 
 
-def evaluate_saved(saved: SavedRun, limit_batches: int = 0) -> tuple[EvalResult, Data, dict]:
+def check_same_data(saved: SavedRun, sha256) -> None:
+    """Refuse data whose sha256 (`Data.identity`'s) differs from what the saved run recorded:
+    a file changed in place, or another of the same name, would be scored or shown as if it
+    were the run's. A record without digests (an old one) is taken on trust."""
+    recorded = saved.record.data.get("sha256")
+    changed = settings_diff(recorded, sha256) if recorded else []
+    if changed:
+        fields = saved.experiment.evaluate_fields
+        flags = ", ".join("--" + name.replace("_", "-") for name in fields)
+        raise ValueError(
+            f"{saved.run_dir}: its data changed since the run was trained ({'; '.join(changed)}), "
+            "so the result would be another data's; restore the run's data"
+            + (f", or name the data to score with `rnnlab evaluate` {flags}" if flags else "")
+        )
+
+
+def evaluate_saved(
+    saved: SavedRun, limit_batches: int = 0, same_data: bool = True
+) -> tuple[EvalResult, Data, dict]:
     """Score a saved run's best model on its test split (its validation data without one):
-    the result, the data, and the experiment's own test metrics."""
+    the result, the data, and the experiment's own test metrics. `same_data`: refuse data
+    whose sha256 differs from the run's record (a file changed in place), as resume does."""
     experiment, config = saved.experiment, saved.config
     data = experiment.load_data(config, saved.record.meta)
+    if same_data:
+        check_same_data(saved, data.identity.get("sha256"))
     dataset = data.test if data.test is not None else data.val
     if dataset is None:
         raise ValueError(f"{saved.run_dir}: the {experiment.name} data has nothing to score")

@@ -47,15 +47,18 @@ from rnnlab.experiments.experiment import (
     Explain,
     RunCommand,
     SavedRun,
+    printable,
     some_wrong,
 )
 from rnnlab.models import CELLS, RNNOptions, hidden_of, hidden_option
 from rnnlab.options import check_choices, check_range, option
 from rnnlab.train import EvalResult
+from rnnlab.train.config import MAX_SEED
 
 BEGIN, END = "^", "$"  # around every word, so that the RNN sees where a word starts and ends
 UNKNOWN = 0  # the id of a character the training words never hold
 TOP = 3  # languages printed per word by predict
+MIN_WORDS = 20  # per language: its 10% val and test shares hold 2, less the shared words dropped
 EXPLAINED_WORDS = 12  # test words the explain page shows by default
 POOLS = ("last", "max", "mean")  # what the word's vector may hold (--pool)
 BASELINE = "char 1-4-gram tf-idf + linear SVM"  # its name in baselines.json
@@ -95,7 +98,12 @@ class LangidConfig(RNNOptions):
     def __post_init__(self) -> None:
         check_choices(self)
         self.check_rnn()
-        check_range("words", self.words, 1)
+        if self.words < MIN_WORDS:
+            raise ValueError(
+                f"--words must be >= {MIN_WORDS}: the 10% validation and test parts of the "
+                f"stratified split need words of every language; got {self.words}"
+            )
+        check_range("split_seed", self.split_seed, 0, MAX_SEED)  # scikit-learn's random_state
         check_range("embedding", self.embedding, 0)
         check_range("ngrams", self.ngrams, 1, 8)
         check_range("ngram_min_count", self.ngram_min_count, 1)
@@ -384,7 +392,7 @@ def predict(saved: SavedRun, options: PredictOptions) -> None:
     probs = classify(saved.model, words, saved.record.meta)  # (W, C)
     for word, p in zip(words, probs, strict=True):
         best = p.argsort(descending=True)[:TOP].tolist()
-        print(f"{word}: " + ", ".join(f"{languages[i]} {p[i]:.3f}" for i in best))
+        print(f"{printable(word)}: " + ", ".join(f"{languages[i]} {p[i]:.3f}" for i in best))
 
 
 @dataclass

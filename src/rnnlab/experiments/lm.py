@@ -40,16 +40,34 @@ from torch.utils.data import DataLoader, Dataset
 from rnnlab.data import CORPORA, Vocabulary
 from rnnlab.data.lm_text import LEVELS, NEWLINE, StreamWindows, detokenize, load_text, tokenize
 from rnnlab.experiments import text_features
-from rnnlab.experiments.experiment import Data, Experiment, Explain, RunCommand, SavedRun
+from rnnlab.experiments.experiment import (
+    Data,
+    Experiment,
+    Explain,
+    RunCommand,
+    SavedRun,
+    check_same_data,
+)
 from rnnlab.experiments.ngram import count_baselines
 from rnnlab.files import SAMPLES_FILE
-from rnnlab.models import CELLS, RNNOptions, detached, hidden_of, hidden_option, layers_option
+from rnnlab.models import (
+    CELLS,
+    RNNOptions,
+    detached,
+    hidden_of,
+    hidden_option,
+    layers_option,
+    machine_memory,
+)
 from rnnlab.options import check_choices, check_range, option
+from rnnlab.train.config import MAX_SEED
 from rnnlab.train.distributed import DistributedContext
 
 EVAL_STREAMS = 8  # validation and test run as this many streams, each carrying its state
 SCANNED = 20_000  # explain: validation tokens over which units are correlated with features
 UNITS_SHOWN = 5  # explain: units listed per feature
+LOGIT_COPIES = 4  # logits, their log-softmax, and the gradients of both, at the loss's peak
+MAX_SAMPLE = 100_000  # tokens of an epoch's sample at most: a sample, not a second epoch
 
 
 # --- the model --------------------------------------------------------------------------------
@@ -129,8 +147,11 @@ def generate_ids(
 ) -> Iterator[int]:
     """Token ids sampled one at a time after the ids `prompt` (at least one): the prompt is
     read first, then each sampled token is fed back. Each draw is from softmax(logits /
-    `temperature`), restricted to the `top_k` most likely tokens when given; `generator`
-    makes the draws reproducible. Leaves the model's carried state alone."""
+    `temperature`), restricted to the `top_k` most likely tokens when given; a temperature
+    so small that the division overflows draws the likeliest token, as its limit does.
+    `generator` makes the draws reproducible. Leaves the model's carried state alone. Only
+    the last position's logits are computed, so a long prompt costs its hidden states, not
+    prompt x vocabulary logits."""
     if not prompt:
         raise ValueError("the prompt must hold at least one token")
     if temperature <= 0 or not math.isfinite(temperature):
@@ -140,44 +161,73 @@ def generate_ids(
     was_training = model.training
     model.eval()
     try:
-        logits, state = model.step(torch.tensor([list(prompt)]))  # (1, P, V), the state
+        logits, state = _last_logits(model, torch.tensor([list(prompt)]), None)  # (V,)
         for _ in range(length):
-            scores = logits[0, -1].double() / temperature  # (V,)
+            # minus the max first: softmax is unchanged, and the largest score is 0, so a
+            # tiny temperature sends the others to -inf (never inf - inf = nan)
+            scores = logits.double()  # (V,)
+            scores = (scores - scores.max()) / temperature
             if top_k is not None and top_k < len(scores):
                 kth = torch.topk(scores, top_k).values[-1]
                 scores = scores.masked_fill(scores < kth, -math.inf)
             token = int(torch.multinomial(F.softmax(scores, dim=-1), 1, generator=generator))
             yield token
-            logits, state = model.step(torch.tensor([[token]]), state)  # (1, 1, V)
+            logits, state = _last_logits(model, torch.tensor([[token]]), state)
     finally:
         model.train(was_training)
+
+
+def _last_logits(model: LanguageModel, tokens: Tensor, state):
+    """The logits after the last of ids (1, T), and the state: the output layer runs once."""
+    h, state = model.rnn(model.embedding(tokens), state)  # (1, T, H), the state
+    return model.head(h[0, -1]), state  # (V,), the state
+
+
+def start_token(vocab: Vocabulary) -> str:
+    """Where a sample starts without a prompt: a new line, or, in a text without one, the
+    vocabulary's first token (the lowest character at char level)."""
+    return NEWLINE if NEWLINE in vocab else vocab.tokens[0]
+
+
+def sample_pieces(
+    model: LanguageModel,
+    vocab: Vocabulary,
+    prompt: str | None,
+    length: int,
+    temperature: float = 0.8,
+    top_k: int | None = None,
+    seed: int = 0,
+) -> Iterator[str]:
+    """`prompt` (None: `start_token`) then `length` generated tokens, each as the text it
+    adds, one at a time: nothing is kept. Unknown prompt characters are an error naming
+    them; unknown prompt words become '<unk>'."""
+    prompt = start_token(vocab) if prompt is None else prompt
+    tokens = tokenize(prompt, vocab.level)
+    ids = vocab.encode(tokens)
+    generator = torch.Generator().manual_seed(seed)
+    yield prompt
+    previous = tokens[-1] if tokens else NEWLINE
+    for token_id in generate_ids(model, ids, length, temperature, top_k, generator):
+        token = vocab.token(token_id)
+        yield detokenize([previous, token], vocab.level)[len(previous) :]
+        previous = token
 
 
 def sample_text(
     model: LanguageModel,
     vocab: Vocabulary,
-    prompt: str,
+    prompt: str | None,
     length: int,
     temperature: float = 0.8,
     top_k: int | None = None,
     seed: int = 0,
     write: Callable[[str], object] | None = None,
 ) -> str:
-    """`prompt` followed by `length` generated tokens, as text; each piece is also passed
-    to `write` as it comes (e.g. sys.stdout.write, to stream it). Unknown prompt characters
-    are an error naming them; unknown prompt words become '<unk>'."""
-    tokens = tokenize(prompt, vocab.level)
-    ids = vocab.encode(tokens)
-    generator = torch.Generator().manual_seed(seed)
-    pieces = [prompt]
-    if write is not None:
-        write(prompt)
-    previous = tokens[-1] if tokens else NEWLINE
-    for token_id in generate_ids(model, ids, length, temperature, top_k, generator):
-        token = vocab.token(token_id)
-        piece = detokenize([previous, token], vocab.level)[len(previous) :]
+    """`sample_pieces` joined into one text; each piece is also passed to `write` as it
+    comes."""
+    pieces = []
+    for piece in sample_pieces(model, vocab, prompt, length, temperature, top_k, seed):
         pieces.append(piece)
-        previous = token
         if write is not None:
             write(piece)
     return "".join(pieces)
@@ -231,7 +281,9 @@ class LMConfig(RNNOptions):
     tied: bool = option(False, "share the embedding and output weights (needs embedding == hidden)")
     bptt: int = option(100, "steps per window of truncated backpropagation through time")
     batch_size: int = option(32, "parallel streams of the training text")
-    sample_length: int = option(300, "tokens of the sample printed after each epoch; 0: none")
+    sample_length: int = option(
+        300, f"tokens of the sample printed after each epoch; 0: none; at most {MAX_SAMPLE:,}"
+    )
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -239,7 +291,9 @@ class LMConfig(RNNOptions):
         for name in ("embedding", "bptt", "batch_size", "words"):
             check_range(name, getattr(self, name), 1)
         check_range("dropout", self.dropout, 0.0, 0.99)
-        check_range("sample_length", self.sample_length, 0)
+        check_range("sample_length", self.sample_length, 0, MAX_SAMPLE)
+        if self.text_file is not None:  # recorded whole: the run is read from any folder
+            self.text_file = str(Path(self.text_file).absolute())
         if self.tied and self.embedding != self.hidden:
             raise ValueError(
                 f"--tied needs --embedding equal to --hidden; got {self.embedding} and "
@@ -255,6 +309,7 @@ def load_data(config: LMConfig, meta: dict | None = None) -> Data:
     text = load_text(
         config.corpus, config.text_file, config.data_dir, config.level, config.words, vocab
     )
+    check_batch_memory(len(text.vocab), config)
     for name, ids in (("validation", text.val), ("test", text.test)):
         if len(ids) < EVAL_STREAMS + 1:
             raise ValueError(
@@ -274,6 +329,24 @@ def load_data(config: LMConfig, meta: dict | None = None) -> Data:
             f"{len(text.train):,} / {len(text.val):,} / {len(text.test):,} tokens"
         ),
     )
+
+
+def check_batch_memory(vocab_size: int, config: LMConfig) -> None:
+    """Refuse a vocabulary whose training batch could not fit in this machine's memory: the
+    batch's float32 logits (B, T, V) held LOGIT_COPIES times, and the embedding and output
+    weights with their gradients and Adam's two moments."""
+    logits = 4 * LOGIT_COPIES * config.batch_size * config.bptt * vocab_size
+    weights = 4 * 4 * vocab_size * (config.embedding + config.hidden + 1)
+    memory = machine_memory()
+    if logits + weights > memory:
+        fewer = "--words" if config.level == "word" else "--level word with --words"
+        raise ValueError(
+            f"a vocabulary of {vocab_size:,} {config.level} tokens needs about "
+            f"{(logits + weights) / 2**30:.1f} GiB for a training batch's logits and gradients "
+            f"(--batch-size {config.batch_size} x --bptt {config.bptt} x {vocab_size:,}) and "
+            f"its output layer, more than this machine's {memory / 2**30:.1f} GiB; use {fewer} "
+            "for fewer tokens, or a smaller --batch-size or --bptt"
+        )
 
 
 def build_model(config: LMConfig, meta: dict) -> LanguageModel:
@@ -321,14 +394,19 @@ def _loss_record(losses: dict[str, float], level: str) -> dict[str, float]:
 
 def bits_or_perplexity(config: LMConfig, data: Data, model, metrics: dict, run_dir) -> dict:
     """After each epoch: the validation loss as bits per character or perplexity, and a
-    sample of the model's writing, printed and appended to the run's samples.txt."""
+    sample of the model's writing, streamed to stdout and to the run's samples.txt."""
     extra = companion_metric("val", metrics["val_loss"], config.level)
     if config.sample_length and run_dir is not None:
         vocab = Vocabulary.from_dict(data.meta["vocabulary"])
-        text = sample_text(getattr(model, "module", model), vocab, NEWLINE, config.sample_length)
-        print(f"--- sample after epoch {metrics['epoch']} ---{text}", flush=True)
+        model = getattr(model, "module", model)
         with open(Path(run_dir) / SAMPLES_FILE, "a", encoding="utf-8") as f:
-            f.write(f"--- epoch {metrics['epoch']} ---{text}\n")
+            stream_text(f"--- sample after epoch {metrics['epoch']} ---")
+            f.write(f"--- epoch {metrics['epoch']} ---")
+            for piece in sample_pieces(model, vocab, None, config.sample_length):
+                stream_text(piece)
+                f.write(piece)
+            stream_text("\n")
+            f.write("\n")
     return extra
 
 
@@ -338,18 +416,25 @@ def test_bits_or_perplexity(config: LMConfig, data: Data, model, scored) -> dict
 
 @dataclass
 class GenerateOptions:
-    prompt: str = option(NEWLINE, "the text to start from (the model reads it first)")
+    prompt: str | None = option(
+        None,
+        "the text to start from (the model reads it first); default: a new line, or the "
+        "vocabulary's first token for a text without one",
+    )
     length: int = option(500, "tokens to generate")
-    temperature: float = option(0.8, "divides the logits: lower is safer, higher is wilder")
+    temperature: float = option(
+        0.8, "divides the logits: lower is safer, higher is wilder; tiny: the likeliest token"
+    )
     top_k: int | None = option(None, "draw only from the K most likely tokens")
-    seed: int = option(0, "the draws' seed: the same seed gives the same text")
+    seed: int = option(0, f"the draws' seed in [0, {MAX_SEED}]: the same seed gives the same text")
 
 
 def generate(saved: SavedRun, options: GenerateOptions) -> None:
     """Stream `options.length` tokens after the prompt to stdout."""
     check_range("length", options.length, 0)
+    check_range("seed", options.seed, 0, MAX_SEED)
     vocab = Vocabulary.from_dict(saved.record.meta["vocabulary"])
-    sample_text(
+    pieces = sample_pieces(
         saved.model,
         vocab,
         options.prompt,
@@ -357,8 +442,9 @@ def generate(saved: SavedRun, options: GenerateOptions) -> None:
         options.temperature,
         options.top_k,
         options.seed,
-        write=stream_text,
     )
+    for piece in pieces:
+        stream_text(piece)
     print()
 
 
@@ -378,9 +464,11 @@ def explain(saved: SavedRun, options: ExplainOptions) -> dict:
     check_range("length", options.length, 2)
     config = saved.config
     vocab = Vocabulary.from_dict(saved.record.meta["vocabulary"])
-    val = load_text(
+    text = load_text(
         config.corpus, config.text_file, config.data_dir, config.level, config.words, vocab, False
-    ).val  # (N,)
+    )
+    check_same_data(saved, text.corpus.sha256)
+    val = text.val  # (N,)
     if not 0 <= options.start < len(val) - 1:
         raise ValueError(f"--start must be in [0, {len(val) - 2}], got {options.start}")
     start = _line_start(val[options.start :], vocab) + options.start
@@ -441,6 +529,8 @@ EXPERIMENT = Experiment(
     loader=stream_batches,
     baselines=baselines,
     best_by="val_loss",
+    counted="tokens",
+    accuracy_name="next-token accuracy",
     on_epoch_end=bits_or_perplexity,
     test_metrics=test_bits_or_perplexity,
     contiguous_folds=True,
@@ -451,6 +541,7 @@ EXPERIMENT = Experiment(
         explain,
     ),
     evaluate_fields=("text_file",),
+    where_fields=("data_dir", "text_file"),  # the data's sha256 says what text it is
     # what runs from before --cell (and --init) did
     legacy_defaults=dict(cell="rnn"),
     search_space={

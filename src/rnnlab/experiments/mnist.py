@@ -39,6 +39,7 @@ from rnnlab.experiments.experiment import (
 from rnnlab.files import atomic_write
 from rnnlab.models import CELLS, RNNOptions, hidden_of, hidden_option, init_option, layers_option
 from rnnlab.options import check_choices, check_range, option
+from rnnlab.train.config import MAX_SEED
 
 DATASETS = ("mnist", "fashion-mnist")
 BASELINE = "logistic regression on pixels"
@@ -73,7 +74,7 @@ class MnistConfig(RNNOptions):
     def __post_init__(self) -> None:
         check_choices(self)
         self.check_rnn(step_size(self.sequence))
-        check_range("permutation_seed", self.permutation_seed, 0, 2**63 - 1)
+        check_range("permutation_seed", self.permutation_seed, 0, MAX_SEED)
         check_range("dropout", self.dropout, 0.0, 1.0)
         check_range("batch_size", self.batch_size, 1)
         check_range("val_size", self.val_size, 0)

@@ -41,11 +41,13 @@ from rnnlab.experiments.experiment import (
     Explain,
     RunCommand,
     SavedRun,
+    printable,
     some_wrong,
 )
 from rnnlab.models import CELLS, RNNOptions, hidden_option
 from rnnlab.options import check_choices, check_range, option
 from rnnlab.train import IGNORE_INDEX, EvalResult
+from rnnlab.train.config import MAX_SEED
 
 UNK = "<unk>"  # id 0: a word seen fewer than --min-count times in training
 EXPLAINED_SENTENCES = 12  # test sentences the explain page shows by default
@@ -72,6 +74,7 @@ class PostagConfig(RNNOptions):
     def __post_init__(self) -> None:
         check_choices(self)
         self.check_rnn()
+        check_range("split_seed", self.split_seed, 0, MAX_SEED)  # scikit-learn's random_state
         check_range("min_count", self.min_count, 1)
         check_range("embedding", self.embedding, 1)
         check_range("dropout", self.dropout, 0.0, 1.0)
@@ -264,7 +267,7 @@ def predict(saved: SavedRun, options: PredictOptions) -> None:
         raise ValueError('a postag run predicts from --text "A SENTENCE" (at least one word)')
     meta = saved.record.meta
     tags = tag(saved.model, [words], meta)[0]
-    print(" ".join(f"{w}/{meta['tags'][t]}" for w, t in zip(words, tags, strict=True)))
+    print(" ".join(f"{printable(w)}/{meta['tags'][t]}" for w, t in zip(words, tags, strict=True)))
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 A metrics file holds one JSON object per line, one line per epoch, each with at least "epoch";
 the training loop writes "train_loss", "train_acc", "val_loss", "val_acc", "lr",
-"samples_per_s" and "seconds", and a caller's hook may add more. Nothing here trains anything.
+"samples_per_s" (an lm's "tokens_per_s") and "seconds", and a caller's hook may add more.
+Nothing here trains anything.
 """
 
 from __future__ import annotations

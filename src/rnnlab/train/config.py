@@ -18,7 +18,7 @@ from rnnlab.options import check_choices, check_range, option
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine", "onecycle")
-MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit seed
+MAX_SEED = 2**32 - 1  # torch's CPU generator (mt19937) keeps 32 bits: 2**32 seeds as 0 does
 # Fields that say where a run lives or how it shows, not what it computes: a run moved,
 # renamed or resumed with other ones is the same run.
 PLACE_AND_PRESENTATION = ("name", "out_dir", "resume", "progress", "plots")

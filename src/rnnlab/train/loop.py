@@ -53,7 +53,7 @@ from rnnlab.train.state import RunState, save_best
 
 # Fields of a metrics record that measure the machine, not the model: they differ between
 # two otherwise identical runs.
-TIMING_KEYS = ("samples_per_s", "seconds")
+TIMING_KEYS = ("samples_per_s", "tokens_per_s", "seconds")
 # A target of this value marks padding: it is neither scored nor counted (torch's default
 # ignore_index of cross_entropy).
 IGNORE_INDEX = -100
@@ -61,6 +61,9 @@ IGNORE_INDEX = -100
 FUSED_DEVICES = ("cpu", "cuda")
 # Past this many classes a confusion-matrix picture is unreadable; the loop does not draw it.
 CONFUSION_PLOT_MAX_CLASSES = 50
+# Past this many classes no confusion matrix is counted at all: it is a classifier's, and a
+# language model's vocabulary of 10,000 words would make it 800 MB in every checkpoint.
+CONFUSION_MAX_CLASSES = 1000
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 EpochHook = Callable[[int, nn.Module, dict], "dict | None"]
@@ -69,6 +72,8 @@ EpochHook = Callable[[int, nn.Module, dict], "dict | None"]
 AfterEpochHook = Callable[[dict], None]
 # What picks best.pt: a metric of the validation pass; one ending in "loss" is minimised.
 BEST_BY = ("val_acc", "val_loss")
+# What an epoch's rate counts: a batch's samples, or every element scored (an lm's tokens).
+COUNTED = ("samples", "tokens")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -177,7 +182,8 @@ def evaluate(
 
     **Arguments:** `loss_fn(logits (N, C), targets (N,))` returns the mean loss; `device`
     defaults to the model's; `confusion` / `predictions` also return the (C, C) confusion
-    matrix / the (N,) predicted classes; `limit_batches` > 0 stops after that many batches.
+    matrix (None past CONFUSION_MAX_CLASSES classes) / the (N,) predicted classes;
+    `limit_batches` > 0 stops after that many batches.
 
     **Returns:** an EvalResult. Under torch.distributed the sums and the confusion matrix are
     summed over all processes, so with a loader that shards without padding
@@ -203,7 +209,7 @@ def evaluate(
             loss_sum += loss_fn(logits, targets).item() * n
             correct += (pred == targets).sum().item()
             count += n
-            if confusion:
+            if confusion and logits.shape[-1] <= CONFUSION_MAX_CLASSES:
                 c = logits.shape[-1]
                 if matrix is None:
                     matrix = torch.zeros(c, c, dtype=torch.int64, device=device)
@@ -221,7 +227,7 @@ def evaluate(
         # A process whose shard was empty has no matrix yet; it takes its size from the others
         # so that every process joins the same all-reduce.
         _, c = min_max_over_processes(0 if matrix is None else len(matrix), device)
-        if matrix is None:
+        if matrix is None and c:  # c == 0: no process counted one (too many classes)
             matrix = torch.zeros(c, c, dtype=torch.int64, device=device)
     if matrix is not None:  # a copy made here is an ordinary tensor the all-reduce may change
         matrix = all_reduce_sum(matrix.clone()).cpu()
@@ -315,7 +321,8 @@ def _epoch_line(record: dict, epochs: int, extra: dict, best: bool) -> str:
     ]
     if "val_loss" in record:
         parts.append(f"val loss {record['val_loss']:.4f} acc {100 * record['val_acc']:.2f}%")
-    parts.append(f"{record['samples_per_s']:,.0f} samples/s")
+    rate = next(key for key in TIMING_KEYS if key in record)  # samples_per_s or tokens_per_s
+    parts.append(f"{record[rate]:,.0f} {rate.removesuffix('_per_s')}/s")
     parts.append(f"{record['seconds']:.1f}s")
     if best:
         parts.append("best so far")
@@ -342,6 +349,7 @@ def fit(
     record: RunRecord | None = None,
     best_by: str = "val_acc",
     after_epoch: AfterEpochHook | None = None,
+    counted: str = "samples",
 ) -> FitResult:
     """Train `model` on `train_loader` for config.epochs, writing the run to out_dir/name.
 
@@ -365,7 +373,9 @@ def fit(
     same way; the loader's own shuffling generator, if any, is re-seeded and checkpointed here.
 
     **Arguments:** `loss_fn(logits (N, C), targets (N,))` returns the mean loss (default
-    cross-entropy); `class_names` label the confusion matrix.
+    cross-entropy); `class_names` label the confusion matrix; `counted` is what the epoch's
+    rate counts: "samples" (a batch's first dimension) or "tokens" (every scored element,
+    recorded as tokens_per_s).
 
     **Returns:** a FitResult. Raises NonFiniteLossError on a NaN or infinite training loss,
     leaving the last checkpoint as it was.
@@ -373,12 +383,14 @@ def fit(
     config = TrainConfig() if config is None else config
     if best_by not in BEST_BY:
         raise ValueError(f"best_by must be one of {', '.join(BEST_BY)}; got {best_by!r}")
+    if counted not in COUNTED:
+        raise ValueError(f"counted must be one of {', '.join(COUNTED)}; got {counted!r}")
     record = replace(
         record or RunRecord(experiment="", config={}, train={}), train=config.settings()
     )
     run_dir = Path(config.out_dir) / config.name
     with run_lock(run_dir) if is_main_process() else contextlib.nullcontext():
-        loop = _Loop(model, train_loader, val_loader, config, loss_fn, run_dir, best_by)
+        loop = _Loop(model, train_loader, val_loader, config, loss_fn, run_dir, best_by, counted)
         state = loop.start(record)
         for epoch in range(state.epoch + 1, config.epochs + 1):
             started = time.perf_counter()
@@ -401,12 +413,21 @@ class _Loop:
     """The objects one run trains with, and the steps of an epoch: fit reads as their order."""
 
     def __init__(
-        self, model, train_loader, val_loader, config: TrainConfig, loss_fn, run_dir, best_by
+        self,
+        model,
+        train_loader,
+        val_loader,
+        config: TrainConfig,
+        loss_fn,
+        run_dir,
+        best_by,
+        counted,
     ):
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
         self.train_loader, self.val_loader = train_loader, val_loader
         self.config, self.loss_fn, self.run_dir = config, loss_fn, run_dir
+        self.counted = counted
         self.train_loss_fn = with_label_smoothing(loss_fn, config.label_smoothing)
         # the metric that picks best.pt: of the training pass when nothing is validated
         self.best_by = best_by if val_loader is not None else best_by.replace("val_", "train_")
@@ -537,7 +558,7 @@ class _Loop:
             "lr": lr,  # of the epoch's last update
             "train_loss": loss_sum / count,
             "train_acc": correct / count,
-            "samples_per_s": samples / seconds,
+            f"{self.counted}_per_s": (samples if self.counted == "samples" else count) / seconds,
         }
 
     def validate(self) -> EvalResult:

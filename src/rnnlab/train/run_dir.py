@@ -17,10 +17,11 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rnnlab.files import (
+    BASELINES_FILE,
     BEST_FILE,
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -162,15 +163,17 @@ def choose_run_dir(
                 raise NotADirectoryError(f"{run_dir} is a file, expected a run folder")
             continue
         if not (run_dir / CONFIG_FILE).is_file():
-            if not [p for p in run_dir.iterdir() if p.name != LOCK_FILE]:
-                return run_dir  # empty, or a run that died before writing anything
+            if all(_before_record(p.name) for p in run_dir.iterdir()):
+                return run_dir  # empty, or a run that died before its record: it starts again
             if explicit:
                 raise FileExistsError(
                     f"{run_dir} is not empty and holds no run ({CONFIG_FILE} is missing); "
                     "pass another --name, or empty the folder"
                 )
             continue
-        saved = fill_added_later(RunRecord.read(run_dir).settings(), config_added_later)
+        # compared by today's idea of which fields say where the data is, not the saved one's
+        saved = replace(RunRecord.read(run_dir), where_fields=record.where_fields).settings()
+        saved = fill_added_later(saved, config_added_later)
         changed = settings_diff(saved, record.settings())
         if not changed:
             return run_dir
@@ -180,6 +183,12 @@ def choose_run_dir(
                 "pass another --name for a new run, or delete the folder"
             )
     raise FileExistsError(f"{out_dir} holds 9999 runs named {name}-N; pass --name")
+
+
+def _before_record(name: str) -> bool:
+    """Whether a file is one a run may leave before its record: its lock, its baselines, or
+    a temporary file of an atomic write cut short."""
+    return name in (LOCK_FILE, BASELINES_FILE) or (name.startswith(".") and name.endswith(".tmp"))
 
 
 # Locks this process holds: folder -> (file descriptor, depth), so that nested holders (an
