@@ -28,10 +28,11 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from rnnlab.data import archive, cache, download
-from rnnlab.data.download import DatasetUnavailableError
+from rnnlab.data import archive, cache, download, sources
+from rnnlab.data.sources import SourceError
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +107,6 @@ CORPORA: dict[str, WheelCorpus | FileCorpus] = {
 }
 
 
-class SourceError(RuntimeError):
-    """One source could not supply the corpus, or supplied something that fails its checks."""
-
-
 @dataclass(frozen=True, eq=False)
 class Corpus:
     """A loaded text and where it came from."""
@@ -168,43 +165,27 @@ def load_corpus(
     spec = get_spec(name)
     if data_dir is not None:
         label = f"directory {Path(data_dir)}"
-        try:
-            corpus = _read_dir(spec, Path(data_dir), label)
-        except (SourceError, ValueError, OSError) as error:
-            raise DatasetUnavailableError(
-                f"cannot load {spec.title} from {label}: {error}"
-            ) from error
+        corpus = sources.from_folder(
+            spec.title, label, lambda: _read_dir(spec, Path(data_dir), label), (ValueError,)
+        )
         _store(spec, root, corpus)
         return corpus
 
-    tried: list[str] = []
-    corpus = cache.try_cache(
-        lambda: load_cached(spec, root),
+    def stored(fetch: Callable[[], Corpus]) -> Corpus:
+        corpus = fetch()
+        _store(spec, root, corpus)
+        return corpus
+
+    fetches = [(label, partial(stored, f)) for label, f in _fetch_sources(spec, progress)]
+    cached = partial(
+        cache.try_cache,
+        partial(load_cached, spec, root),
         root,
         spec.name,
-        tried,
         refetch=refetch,
         corrupt=(cache.CacheError, SourceError, ValueError),
     )
-    if corpus is not None:
-        return corpus
-
-    for label, fetch in _fetch_sources(spec, progress):
-        started = time.perf_counter()
-        try:
-            corpus = fetch()
-        except (SourceError, ValueError, download.FetchError, OSError) as error:
-            log.warning("%s: %s, trying next source", label, error)
-            tried.append(f"{label}: {error}")
-            continue
-        log.info("%s from %s in %.1f s", spec.title, label, time.perf_counter() - started)
-        _store(spec, root, corpus)
-        return corpus
-
-    lines = "\n".join(f"  - {line}" for line in tried)
-    raise DatasetUnavailableError(
-        f"could not load {spec.title}; tried, in order:\n{lines}\nTo fix: {spec.fix}"
-    )
+    return sources.first_source(spec.title, cached, fetches, fix=spec.fix, errors=(ValueError,))
 
 
 def get_spec(name: str) -> WheelCorpus | FileCorpus:

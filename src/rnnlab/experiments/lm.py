@@ -38,7 +38,8 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from rnnlab.data import CORPORA, Vocabulary
-from rnnlab.data.lm_text import LEVELS, NEWLINE, StreamWindows, detokenize, load_text, tokenize
+from rnnlab.data.lm_text import StreamWindows, load_text
+from rnnlab.data.text import LEVELS, NEWLINE, detokenize, tokenize
 from rnnlab.experiments import text_features
 from rnnlab.experiments.experiment import Data, Experiment, Explain, RunCommand, SavedRun
 from rnnlab.experiments.ngram import count_baselines
