@@ -169,7 +169,7 @@ def test_lm_page_shows_each_tokens_probability_the_next_ones_and_the_units(
     path = explain(play_run, capsys, "--length", "300", "--start", "40")
     saved = restore(play_run, EXPERIMENTS)
     vocab = Vocabulary.from_dict(saved.record.meta["vocabulary"])
-    val = load_text(text_file=saved.config.text_file, vocab=vocab, progress=False).val
+    val = load_text(text_file=saved.config.text_file, vocab=vocab, progress=False).val.long()
     start = 40 + int((val[40:] == vocab.index("\n")).nonzero()[0]) + 1  # the next line's start
     ids = val[start : start + 300]  # (300,)
     page = Page(browser, path)

@@ -9,7 +9,9 @@ item w is window w of every stream, so reading the items in order continues each
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +19,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from rnnlab.data.corpus import Corpus, load_corpus, split_text
+from rnnlab.data import text_file
+from rnnlab.data.corpus import load_corpus, split_bounds, split_text
 from rnnlab.data.text import UNK, Vocabulary, nfc, tokenize
+from rnnlab.data.text_file import CHUNK
 
 
 def build_vocabulary(text: str, train: str, level: str, words: int) -> Vocabulary:
@@ -26,29 +30,52 @@ def build_vocabulary(text: str, train: str, level: str, words: int) -> Vocabular
     validation never meets an unknown character); word level: the `words` most frequent
     tokens of the training part (ties broken by the token), plus '<unk>'."""
     if level == "char":
-        return Vocabulary.build([text], "char")
+        return Vocabulary(sorted(set(nfc(text))), "char")
     counts = Counter(tokenize(train, "word"))
     counts.pop(UNK, None)
     top = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:words]
     return Vocabulary(sorted(token for token, _ in top), level="word", unk=True)
 
 
+def id_dtype(size: int) -> torch.dtype:
+    """The smallest integer dtype that holds the ids of a vocabulary of `size` tokens: a text
+    is kept as these and widened to int64 one batch at a time."""
+    if size <= 1 << 8:
+        return torch.uint8
+    return torch.int16 if size <= 1 << 15 else torch.int32
+
+
 def encode(text: str, vocab: Vocabulary) -> Tensor:
-    """`text` as token ids at the vocabulary's level: int64 (N,). Characters go through a
-    table of code points (millions per second); a character the vocabulary lacks is an error
-    naming it."""
+    """`text` as token ids at the vocabulary's level: (N,) of `id_dtype`. A character the
+    vocabulary lacks is an error naming it."""
     if vocab.level != "char":
-        return torch.tensor(vocab.encode(tokenize(text, vocab.level)), dtype=torch.int64)
+        ids = vocab.encode(tokenize(text, vocab.level))
+        return torch.tensor(ids, dtype=torch.int64).to(id_dtype(len(vocab)))
     text = nfc(text)
-    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # (N,) code points
+    chunks = (text[i : i + CHUNK] for i in range(0, len(text), CHUNK))
+    return encode_chars(chunks, len(text), vocab)
+
+
+def encode_chars(chunks: Iterable[str], count: int, vocab: Vocabulary) -> Tensor:
+    """The `count` characters of `chunks` (NFC already) as ids: (count,) of `id_dtype`.
+    Characters go through a table of code points a chunk at a time (millions per second),
+    so memory holds the ids and one chunk's temporaries."""
+    out = torch.empty(count, dtype=id_dtype(len(vocab)))  # (N,)
     token_points = np.array([ord(token) for token in vocab.tokens], dtype=np.uint32)  # (V,)
     order = np.argsort(token_points)  # ids by code point
     known = token_points[order]  # (V,) sorted
-    at = np.minimum(np.searchsorted(known, points), len(known) - 1)  # (N,)
-    missing = known[at] != points
-    if missing.any():
-        vocab.index(chr(points[np.argmax(missing)]))  # raises, naming the character
-    return torch.from_numpy(order[at].astype(np.int64))
+    at = 0
+    for chunk in chunks:
+        points = np.frombuffer(chunk.encode("utf-32-le"), dtype=np.uint32)  # (n,) code points
+        where = np.minimum(np.searchsorted(known, points), len(known) - 1)  # (n,)
+        missing = known[where] != points
+        if missing.any():
+            vocab.index(chr(points[np.argmax(missing)]))  # raises, naming the character
+        out[at : at + len(points)] = torch.from_numpy(order[where])
+        at += len(points)
+    if at != count:
+        raise ValueError(f"expected {count} characters, read {at}: the text changed while read")
+    return out
 
 
 # --- truncated BPTT -------------------------------------------------------------------------
@@ -90,7 +117,7 @@ class StreamWindows(Dataset):
         if not 0 <= window < self.windows:
             raise IndexError(f"window {window} out of range for {self.windows}")
         steps = slice(window * self.bptt, (window + 1) * self.bptt)
-        return self.inputs[:, steps], self.targets[:, steps]  # (B, T), (B, T)
+        return self.inputs[:, steps].long(), self.targets[:, steps].long()  # (B, T), (B, T)
 
     def shard(self, rank: int, world: int) -> StreamWindows:
         """Process `rank` of `world`'s share: streams [rank B / world, (rank + 1) B / world)
@@ -113,11 +140,14 @@ class StreamWindows(Dataset):
 
 @dataclass(frozen=True)
 class TextSplits:
-    """A corpus cut 90/5/5, its vocabulary, and each part as token ids."""
+    """A text cut 90/5/5, its vocabulary, and each part as token ids."""
 
-    corpus: Corpus
+    name: str  # the corpus's, or 'file'
+    source: str  # where the text came from
+    sha256: dict[str, str]  # see `Corpus.sha256`
+    characters: int
     vocab: Vocabulary
-    train: Tensor  # (N_train,) int64
+    train: Tensor  # (N_train,) of `id_dtype`
     val: Tensor
     test: Tensor
 
@@ -132,9 +162,25 @@ def load_text(
     progress: bool = True,
 ) -> TextSplits:
     """The corpus (see `rnnlab.data.load_corpus`) split 90/5/5 and encoded; the vocabulary is
-    built from it unless `vocab` (a saved run's) is given."""
+    built from it unless `vocab` (a saved run's) is given. A `text_file` at character level
+    is streamed twice (`text_file.scan_text`, then `encode_chars`) and never held as text."""
+    if text_file is not None and level == "char":
+        return _stream_chars(text_file, vocab)
     loaded = load_corpus(corpus, data_dir=data_dir, text_file=text_file, progress=progress)
-    train, val, test = split_text(loaded.text)
+    text = nfc(loaded.text)
+    train, val, test = split_text(text)
     if vocab is None:
-        vocab = build_vocabulary(loaded.text, train, level, words)
-    return TextSplits(loaded, vocab, encode(train, vocab), encode(val, vocab), encode(test, vocab))
+        vocab = build_vocabulary(text, train, level, words)
+    parts = (encode(part, vocab) for part in (train, val, test))
+    return TextSplits(loaded.name, loaded.source, loaded.sha256, len(text), vocab, *parts)
+
+
+def _stream_chars(path: str | os.PathLike, vocab: Vocabulary | None) -> TextSplits:
+    scan = text_file.scan_text(path)
+    if vocab is None:
+        vocab = Vocabulary(sorted(scan.symbols), "char")
+    ids = encode_chars(text_file.text_chunks(path), scan.characters, vocab)  # (N,)
+    train_end, val_end = split_bounds(scan.characters)
+    parts = (ids[:train_end], ids[train_end:val_end], ids[val_end:])
+    sha256 = {scan.path.name: scan.sha256}
+    return TextSplits("file", f"file {path}", sha256, scan.characters, vocab, *parts)
