@@ -81,6 +81,9 @@ def first_source(
 
 
 def shown(value: str, most: int = 40) -> str:
-    """`value` as a short repr for a one-line message: raw file bytes never fill a screen."""
-    text = repr(value)
-    return text if len(text) <= most else f"{text[: most - 12]}... ({len(value):,} chars)"
+    """`value` for a one-line message: its repr when short and printable, else a description
+    (raw file bytes never fill a screen or reach a terminal)."""
+    if value.isprintable() and len(value) <= most:
+        return repr(value)
+    kind = "printable" if value.isprintable() else "unprintable"
+    return f"a token of {len(value):,} {kind} characters"
