@@ -128,7 +128,7 @@ def test_one_source_error_for_every_data_set():
     assert wordlists.SourceError is sources.SourceError
 
 
-def test_the_sources_loop_tries_local_then_cache_then_fetches_and_names_them_all():
+def test_the_sources_loop_tries_local_then_cache_then_fetches_and_names_them_all(tmp_path):
     calls = []
 
     def failing(label):
@@ -138,25 +138,26 @@ def test_the_sources_loop_tries_local_then_cache_then_fetches_and_names_them_all
 
         return fetch
 
-    def cached(tried):
+    def cached():
         calls.append("cache")
-        tried.append("cache: empty")
 
+    where = {"root": tmp_path, "name": "things", "refetch": False}
     with pytest.raises(DatasetUnavailableError) as raised:
         sources.first_source(
             "Things",
-            cached,
             [("mirror", failing("mirror"))],
+            cached=cached,
+            **where,
             before=[("local", failing("local"))],
             fix="pass --data-dir",
         )
     assert calls == ["local", "cache", "mirror"]
     assert str(raised.value) == (
-        "could not load Things; tried, in order:\n  - local: local is down\n  - cache: empty\n"
-        "  - mirror: mirror is down\nTo fix: pass --data-dir"
+        f"could not load Things; tried, in order:\n  - local: local is down\n"
+        f"  - cache {tmp_path / 'things'}: empty\n  - mirror: mirror is down\n"
+        f"To fix: pass --data-dir"
     )
-    found = sources.first_source("Things", cached, [("mirror", lambda: 7)], fix="")
-    assert found == 7
+    assert sources.first_source("Things", [("m", lambda: 7)], cached=cached, **where, fix="") == 7
 
 
 # --- 3, 4. one tokenizer, one Vocabulary, NFC -----------------------------------------------

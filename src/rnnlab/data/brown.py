@@ -456,15 +456,17 @@ def load_brown(
         return corpus
 
     fetches = [(label, partial(checked, label, f)) for label, f in fetch_sources(spec, progress)]
-    cached = partial(
-        cache.try_cache,
-        partial(load_cached, spec, root),
-        root,
-        spec.name,
+    return sources.first_source(
+        title,
+        fetches,
+        cached=partial(load_cached, spec, root),
+        root=root,
+        name=spec.name,
         refetch=refetch,
-        corrupt=(cache.CacheError, SourceError, UnicodeDecodeError),
+        before=nltk,
+        fix=spec.fix,
+        errors=(UnicodeDecodeError,),
     )
-    return sources.first_source(title, cached, fetches, before=nltk, fix=spec.fix)
 
 
 def fetch_sources(

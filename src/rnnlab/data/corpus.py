@@ -181,15 +181,16 @@ def load_corpus(
         return corpus
 
     fetches = [(label, partial(stored, f)) for label, f in _fetch_sources(spec, progress)]
-    cached = partial(
-        cache.try_cache,
-        partial(load_cached, spec, root),
-        root,
-        spec.name,
+    return sources.first_source(
+        spec.title,
+        fetches,
+        cached=partial(load_cached, spec, root),
+        root=root,
+        name=spec.name,
         refetch=refetch,
-        corrupt=(cache.CacheError, SourceError, ValueError),
+        fix=spec.fix,
+        errors=(ValueError,),
     )
-    return sources.first_source(spec.title, cached, fetches, fix=spec.fix, errors=(ValueError,))
 
 
 def get_spec(name: str) -> WheelCorpus | FileCorpus:

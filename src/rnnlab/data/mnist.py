@@ -291,15 +291,16 @@ def load_mnist(
         return data
 
     fetches = [(label, partial(checked, label, f)) for label, f in fetch_sources(spec, progress)]
-    cached = partial(
-        cache.try_cache,
-        partial(load_cached, spec, root),
-        root,
-        spec.name,
+    return sources.first_source(
+        spec.title,
+        fetches,
+        cached=partial(load_cached, spec, root),
+        root=root,
+        name=spec.name,
         refetch=refetch,
-        corrupt=(cache.CacheError, SourceError, IDXError),
+        fix=spec.fix,
+        errors=(IDXError,),
     )
-    return sources.first_source(spec.title, cached, fetches, fix=spec.fix, errors=(IDXError,))
 
 
 def get_spec(name: str) -> MNISTSpec:

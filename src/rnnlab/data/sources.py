@@ -10,10 +10,12 @@ fault and the fix. Each data set says what its sources are; this file only says 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from rnnlab.data import cache
 from rnnlab.data.download import DatasetUnavailableError, FetchError
 
 log = logging.getLogger(__name__)
@@ -44,24 +46,29 @@ def from_folder(
 
 def first_source(
     title: str,
-    cached: Callable[[list[str]], T | None],
     after: Sequence[Source],
     *,
+    cached: Callable[[], T | None],
+    root: str | os.PathLike | None,
+    name: str,
+    refetch: bool,
     before: Sequence[Source] = (),
     fix: str,
     errors: tuple[type[BaseException], ...] = (),
 ) -> T:
     """The data from the first source that has it: each of `before` (local copies, never
-    stored), then `cached(tried)` (see `cache.try_cache`), then each of `after` (fetches,
-    whose `fetch` stores what passed its checks). A failing source adds its line to the list
-    the final `DatasetUnavailableError` shows, with `fix`."""
+    stored), then what `cached()` reads from cache entry `name` under `root` (skipped on
+    `refetch`; a corrupted entry is reported, see `cache.try_cache`), then each of `after`
+    (fetches, whose `fetch` stores what passed its checks). A failing source adds its line
+    to the list the final `DatasetUnavailableError` shows, with `fix`."""
     tried: list[str] = []
     for label, fetch in before:
         try:
             return fetch()
         except (*FAILURES, *errors) as error:
             tried.append(f"{label}: {error}")
-    value = cached(tried)
+    corrupt = (cache.CacheError, SourceError, *errors)
+    value = cache.try_cache(cached, root, name, tried, refetch=refetch, corrupt=corrupt)
     if value is not None:
         return value
     for label, fetch in after:

