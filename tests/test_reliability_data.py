@@ -7,19 +7,18 @@ or a symlink loop each refused in its own line."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 import subprocess
 import sys
 import textwrap
-import tracemalloc
 import zipfile
 import zlib
 from pathlib import Path
 
 import pytest
 
+from conftest import brown_folder
 from fake_text import tiny_corpus
 from rnnlab.cli import main
 from rnnlab.data import (
@@ -34,10 +33,10 @@ from rnnlab.data import (
     text_file,
     wordlists,
 )
-from rnnlab.data.brown import BrownSpec
 from rnnlab.data.text import tokenize
 from rnnlab.data.wordlists import split_indices
 from rnnlab.experiments import langid, postag
+from test_data_archive import peak_bytes
 
 pytestmark = pytest.mark.usefixtures("no_network")
 MB = 1 << 20
@@ -65,20 +64,6 @@ def lying_zip(path: Path, member: str, real: int, claimed: int, crc_of_claimed: 
     return path
 
 
-def peak_of(function, *args) -> tuple[BaseException | None, int]:
-    tracemalloc.start()
-    try:
-        function(*args)
-    except Exception as error:  # the caller checks which
-        raised = error
-    else:
-        raised = None
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    return raised, peak
-
-
 # --- 1. one bounded reader: lying zip members -----------------------------------------------
 
 
@@ -87,7 +72,7 @@ def test_a_lying_member_of_brown_zip_is_refused_in_a_few_megabytes(tmp_path, crc
     folder = tmp_path / "d"
     folder.mkdir()
     lying_zip(folder / "brown.zip", "brown/ca01", 64 * MB, 1000, crc_of_claimed)
-    raised, peak = peak_of(brown.load_brown, folder, tmp_path / "cache")
+    raised, peak = peak_bytes(brown.load_brown, folder, tmp_path / "cache")
     assert isinstance(raised, DatasetUnavailableError), raised
     assert peak < 8 * MB, f"peak {peak:,} bytes refusing a 64 MB member that claims 1,000"
 
@@ -98,7 +83,7 @@ def test_a_lying_member_of_a_wordfreq_wheel_is_refused_in_a_few_megabytes(tmp_pa
     spec = wordlists.WORDFREQ
     member = f"{spec.member_dir}/{spec.file_name('en')}"
     lying_zip(folder / "wordfreq-3.1.1-py3-none-any.whl", member, 64 * MB, 1000, False)
-    raised, peak = peak_of(wordlists.read_list_dir, spec, folder)
+    raised, peak = peak_bytes(wordlists.read_list_dir, spec, folder)
     assert isinstance(raised, sources.SourceError), raised
     assert peak < 8 * MB, f"peak {peak:,} bytes refusing a 64 MB member that claims 1,000"
 
@@ -216,22 +201,7 @@ def corpus_with_a_validation_only_tag(tmp_path, cache_root, monkeypatch) -> Path
     word, _, _ = text[index].split()[0].rpartition("/")
     text[index] = text[index].replace(text[index].split()[0], f"{word}/wrb+ber", 1)
     files[name] = ("\n".join(text) + "\n").encode()
-    folder = tmp_path / "brown"
-    folder.mkdir()
-    documents, sentences = [], []
-    for file, data in sorted(files.items()):
-        (folder / file).write_bytes(data)
-        parsed = brown.parse_file(data, file)
-        documents, sentences = documents + [file] * len(parsed), sentences + parsed
-    spec = BrownSpec(
-        name="tiny-brown-wrb",
-        files=len(files),
-        sentences=len(sentences),
-        tokens=sum(map(len, sentences)),
-        sha256=hashlib.sha256(brown.canonical_text(documents, sentences)).hexdigest(),
-    )
-    monkeypatch.setattr(postag, "BROWN", spec)
-    return folder
+    return brown_folder(tmp_path / "brown", files, monkeypatch)
 
 
 def test_postag_brown_tagset_scores_a_tag_only_validation_holds_instead_of_crashing(

