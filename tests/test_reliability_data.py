@@ -17,6 +17,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import brown_folder
 from fake_text import tiny_corpus
@@ -221,30 +222,34 @@ MEASURE = textwrap.dedent(
     import resource, sys
     from rnnlab.data.lm_text import load_text
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    splits = load_text(text_file=sys.argv[1])
+    splits = load_text(text_file=sys.argv[1], level=sys.argv[2])
     grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
     print(grew / splits.characters, splits.train.dtype)
     """
 )
 
 
-@pytest.mark.parametrize("line", ["To be, or not to be: that is the question.\n", "été Ophélie\n"])
-def test_a_text_file_is_read_and_encoded_in_a_few_bytes_per_character(tmp_path, line):
+@pytest.mark.parametrize(
+    ("line", "level"),
+    [("To be, or not to be: that is the question.\n", "char"), ("été Ophélie\n", "word")],
+    ids=["ascii-char", "accented-word"],
+)
+def test_a_text_file_is_read_and_encoded_in_a_few_bytes_per_character(tmp_path, line, level):
     path = tmp_path / "big.txt"
     path.write_text(line * (4 * MB // len(line.encode())))
     warm = "import numpy, torch, rnnlab.data.lm_text\n"  # imports are not the text's
     result = subprocess.run(
-        [sys.executable, "-c", warm + MEASURE, str(path)],
+        [sys.executable, "-c", warm + MEASURE, str(path), level],
         capture_output=True,
         text=True,
         check=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     per_char, dtype = result.stdout.split()
-    # measured 1.1 (ASCII) and 1.7 (accented) bytes per character on 40 and 8 MB files,
-    # against 28 before the text was streamed
+    # measured on 40 and 8 MB files: 1.1 (ASCII) and 1.7 (accented) bytes per character at
+    # char level, 0.7 at word level, against 28 and 18 before the text was streamed
     assert float(per_char) < 6, f"{per_char} bytes per character"
-    assert dtype == "torch.uint8"
+    assert dtype == "torch.uint8"  # a vocabulary of fewer than 256 tokens either way
 
 
 def test_streamed_chunks_give_the_characters_of_the_whole_file(tmp_path, monkeypatch):
@@ -286,3 +291,32 @@ def test_a_fifo_a_device_and_a_symlink_loop_each_get_their_own_line(tmp_path, ca
         assert main(["lm", "--dry-run", "--text-file", str(path), *QUIET]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("level", ["char", "word"])
+def test_a_streamed_text_file_gives_the_ids_of_the_whole_text(tmp_path, monkeypatch, level):
+    text = (
+        "ROMEO:\r\nO, she doth teach the torches to burn bright! o'er\tthe  e\u0301te\u0301\n" * 40
+    )
+    path = tmp_path / "play.txt"
+    path.write_bytes(text.encode())
+    monkeypatch.setattr(text_file, "CHUNK", 13)  # cuts inside words, \r\n and marks
+    streamed = lm_text.load_text(text_file=str(path), level=level, words=12)
+    whole = corpus.decode_utf8(text.encode(), "play")
+    parts = corpus.split_text(tokenize_nfc(whole))
+    vocab = lm_text.build_vocabulary(tokenize_nfc(whole), parts[0], level, words=12)
+    assert streamed.vocab == vocab
+    for ids, part in zip((streamed.train, streamed.val, streamed.test), parts, strict=True):
+        assert ids.tolist() == lm_text.encode(part, vocab).tolist()
+
+
+def test_ids_take_the_smallest_dtype_that_holds_the_vocabulary_and_batches_are_int64():
+    assert [lm_text.id_dtype(n) for n in (256, 257, 1 << 15, (1 << 15) + 1)] == [
+        torch.uint8,
+        torch.int16,
+        torch.int16,
+        torch.int32,
+    ]
+    windows = lm_text.StreamWindows(torch.arange(41, dtype=torch.uint8), streams=2, bptt=5)
+    inputs, targets = windows[0]
+    assert inputs.dtype == targets.dtype == torch.int64 and inputs.shape == (2, 5)

@@ -10,9 +10,11 @@ item w is window w of every stream, so reading the items in order continues each
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -24,6 +26,8 @@ from rnnlab.data.corpus import load_corpus, split_bounds, split_text
 from rnnlab.data.text import UNK, Vocabulary, nfc, tokenize
 from rnnlab.data.text_file import CHUNK
 
+LAST_SPACE = re.compile(r"\s\S*\Z")  # the last white space of a text, and what follows it
+
 
 def build_vocabulary(text: str, train: str, level: str, words: int) -> Vocabulary:
     """Char level: every character of the whole text (its symbol set, not its statistics, so
@@ -31,7 +35,11 @@ def build_vocabulary(text: str, train: str, level: str, words: int) -> Vocabular
     tokens of the training part (ties broken by the token), plus '<unk>'."""
     if level == "char":
         return Vocabulary(sorted(set(nfc(text))), "char")
-    counts = Counter(tokenize(train, "word"))
+    return word_vocabulary(Counter(tokenize(train, "word")), words)
+
+
+def word_vocabulary(counts: Counter, words: int) -> Vocabulary:
+    """The `words` most frequent tokens of `counts` (ties broken by the token), plus '<unk>'."""
     counts.pop(UNK, None)
     top = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:words]
     return Vocabulary(sorted(token for token, _ in top), level="word", unk=True)
@@ -162,10 +170,13 @@ def load_text(
     progress: bool = True,
 ) -> TextSplits:
     """The corpus (see `rnnlab.data.load_corpus`) split 90/5/5 and encoded; the vocabulary is
-    built from it unless `vocab` (a saved run's) is given. A `text_file` at character level
-    is streamed twice (`text_file.scan_text`, then `encode_chars`) and never held as text."""
-    if text_file is not None and level == "char":
-        return _stream_chars(text_file, vocab)
+    built from it unless `vocab` (a saved run's) is given. A `text_file` is streamed, never
+    held as text: `text_file.scan_text` counts it, then characters are encoded a chunk at a
+    time (`encode_chars`); words are counted in one more pass when the vocabulary is built
+    (`_word_pieces`)."""
+    if text_file is not None:
+        stream = _stream_chars if level == "char" else partial(_stream_words, words=words)
+        return stream(text_file, vocab)
     loaded = load_corpus(corpus, data_dir=data_dir, text_file=text_file, progress=progress)
     text = nfc(loaded.text)
     train, val, test = split_text(text)
@@ -184,3 +195,45 @@ def _stream_chars(path: str | os.PathLike, vocab: Vocabulary | None) -> TextSpli
     parts = (ids[:train_end], ids[train_end:val_end], ids[val_end:])
     sha256 = {scan.path.name: scan.sha256}
     return TextSplits("file", f"file {path}", sha256, scan.characters, vocab, *parts)
+
+
+def _stream_words(path: str | os.PathLike, vocab: Vocabulary | None, words: int) -> TextSplits:
+    scan = text_file.scan_text(path)
+    bounds = split_bounds(scan.characters)
+    if vocab is None:
+        counts: Counter = Counter()
+        for part, piece in _word_pieces(path, bounds):
+            if part == 0:
+                counts.update(tokenize(piece, "word"))
+        vocab = word_vocabulary(counts, words)
+    dtype = id_dtype(len(vocab))
+    pieces: list[list[Tensor]] = [[], [], []]
+    for part, piece in _word_pieces(path, bounds):
+        pieces[part].append(torch.tensor(vocab.encode(tokenize(piece, "word"))).to(dtype))
+    parts = (torch.cat(p) if p else torch.empty(0, dtype=dtype) for p in pieces)
+    sha256 = {scan.path.name: scan.sha256}
+    return TextSplits("file", f"file {path}", sha256, scan.characters, vocab, *parts)
+
+
+def _word_pieces(path: str | os.PathLike, bounds: tuple[int, int]) -> Iterator[tuple[int, str]]:
+    """(part, text) pieces of the text file, part 0, 1, 2 cut at `bounds` as `split_text`
+    cuts it; inside a part each piece ends just after a white space, where no token goes on
+    (a token is a word, a mark or a newline), so tokenizing the pieces gives the part's tokens."""
+    part, at, held = 0, 0, ""
+    ends = (*bounds, float("inf"))
+    for chunk in text_file.text_chunks(path):
+        while chunk:
+            take = int(min(len(chunk), ends[part] - at))
+            text, chunk, at = held + chunk[:take], chunk[take:], at + take
+            if at == ends[part]:  # the part ends here: all of it goes out
+                if text:
+                    yield part, text
+                part, held = part + 1, ""
+                continue
+            space = LAST_SPACE.search(text)
+            cut = space.start() + 1 if space else 0
+            if cut:
+                yield part, text[:cut]
+            held = text[cut:]
+    if held:
+        yield part, held
