@@ -93,4 +93,4 @@ def shown(value: str, most: int = 40) -> str:
     if value.isprintable() and len(value) <= most:
         return repr(value)
     kind = "printable" if value.isprintable() else "unprintable"
-    return f"a token of {len(value):,} {kind} characters"
+    return f"{len(value):,} {kind} characters"

@@ -231,7 +231,10 @@ def read_cbpack(data: bytes | bytearray, name: str = "list") -> list[list[str]]:
         raise SourceError(f"{name}: not msgpack ({error})") from error
     header = value[0] if isinstance(value, list) and value else None
     if not isinstance(header, dict) or header.get("format") != "cB" or header.get("version") != 1:
-        raise SourceError(f"{name}: header {header!r}, expected {{'format': 'cB', 'version': 1}}")
+        raise SourceError(
+            f"{name}: header {sources.shown(repr(header), 80)}, expected "
+            f"{{'format': 'cB', 'version': 1}}"
+        )
     buckets = value[1:]
     if not all(isinstance(b, list) and all(isinstance(w, str) for w in b) for b in buckets):
         raise SourceError(f"{name}: buckets must be lists of strings")
