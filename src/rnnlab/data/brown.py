@@ -432,24 +432,21 @@ def load_brown(
     and its fault when none can supply the corpus.
     """
     title = "the Brown corpus"
-    if data_dir is not None:
-        label = f"directory {Path(data_dir)}"
-        folder = Path(data_dir)
-        corpus = sources.from_folder(
-            title, label, lambda: check_corpus(spec, read_layout(find_in_data_dir(folder)), label)
-        )
-        _store(spec, root, corpus, label)
-        return corpus
-
-    nltk = [
-        (f"NLTK data {d}", lambda d=d: check_corpus(spec, read_nltk_dir(d), f"NLTK data {d}"))
-        for d in nltk_data_dirs(spec)
-    ]
 
     def checked(label: str, fetch: Callable[[], dict[str, bytes]]) -> BrownCorpus:
         corpus = check_corpus(spec, fetch(), label)
         _store(spec, root, corpus, label)
         return corpus
+
+    if data_dir is not None:
+        label, folder = f"directory {Path(data_dir)}", Path(data_dir)
+        read = partial(checked, label, lambda: read_layout(find_in_data_dir(folder)))
+        return sources.from_folder(title, label, read)
+
+    nltk = [
+        (f"NLTK data {d}", lambda d=d: check_corpus(spec, read_nltk_dir(d), f"NLTK data {d}"))
+        for d in nltk_data_dirs(spec)
+    ]
 
     fetches = [(label, partial(checked, label, f)) for label, f in fetch_sources(spec, progress)]
     return sources.first_source(

@@ -167,18 +167,16 @@ def load_corpus(
     if text_file is not None:
         return read_text_file(text_file)
     spec = get_spec(name)
-    if data_dir is not None:
-        label = f"directory {Path(data_dir)}"
-        corpus = sources.from_folder(
-            spec.title, label, lambda: _read_dir(spec, Path(data_dir), label), (ValueError,)
-        )
-        _store(spec, root, corpus)
-        return corpus
 
     def stored(fetch: Callable[[], Corpus]) -> Corpus:
         corpus = fetch()
         _store(spec, root, corpus)
         return corpus
+
+    if data_dir is not None:
+        label = f"directory {Path(data_dir)}"
+        read = partial(stored, partial(_read_dir, spec, Path(data_dir), label))
+        return sources.from_folder(spec.title, label, read, (ValueError,))
 
     fetches = [(label, partial(stored, f)) for label, f in _fetch_sources(spec, progress)]
     return sources.first_source(

@@ -273,16 +273,6 @@ def load_mnist(
     and its fault when none can supply the data set.
     """
     spec = get_spec(name)
-    if data_dir is not None:
-        label = f"directory {Path(data_dir)}"
-        files = sources.from_folder(
-            spec.title, label, lambda: read_idx_dir(spec, Path(data_dir)), (IDXError,)
-        )
-        data = sources.from_folder(
-            spec.title, label, lambda: check_release(spec, files, label), (IDXError,)
-        )
-        _store(spec, root, files, label)
-        return data
 
     def checked(label: str, fetch: Callable[[], dict[str, bytearray]]) -> MNISTData:
         files = fetch()
@@ -290,6 +280,10 @@ def load_mnist(
         _store(spec, root, files, label)
         return data
 
+    if data_dir is not None:
+        label = f"directory {Path(data_dir)}"
+        read = partial(checked, label, partial(read_idx_dir, spec, Path(data_dir)))
+        return sources.from_folder(spec.title, label, read, (IDXError,))
     fetches = [(label, partial(checked, label, f)) for label, f in fetch_sources(spec, progress)]
     return sources.first_source(
         spec.title,
