@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 from rnnlab.data.sources import SourceError
 
-CHUNK = 1 << 20  # bytes per read: the most held beyond the limit at any time
+CHUNK = 1 << 18  # bytes per read: the most held beyond the limit at any time
 GZIP_MAGIC = b"\x1f\x8b"
 # magic bytes -> (format, the reader that decompresses in bounded steps: each read asks the
 # decompressor for at most the bytes requested)
