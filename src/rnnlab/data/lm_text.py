@@ -1,8 +1,10 @@
 """The language model's text: tokens (characters, or words and marks), their ids, and the
 streams truncated backpropagation through time reads them in.
 
-`load_text` loads a corpus (see `corpus.py`), cuts it 90/5/5 and encodes each part with a
-vocabulary of its characters, or of the N most frequent training words plus '<unk>'.
+`load_text` loads a corpus (see `corpus.py`; a user's file is streamed, see `text_file.py`),
+cuts it 90/5/5 and encodes each part with a vocabulary of its characters, or of the N most
+frequent training words plus '<unk>'. Ids are kept in the smallest dtype that holds the
+vocabulary (`id_dtype`) and widened to int64 one window at a time.
 `StreamWindows` lays a part out as B parallel streams cut into windows of `bptt` steps;
 item w is window w of every stream, so reading the items in order continues each stream.
 """
