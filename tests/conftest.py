@@ -135,8 +135,12 @@ def lists(tmp_path, cache_root, monkeypatch) -> Path:
 @pytest.fixture
 def corpus(tmp_path, cache_root, monkeypatch) -> Path:
     """A folder of the tiny corpus, made the corpus `rnnlab postag` expects."""
-    files = tiny_corpus()
-    folder = tmp_path / "brown"
+    return brown_folder(tmp_path / "brown", tiny_corpus(), monkeypatch)
+
+
+def brown_folder(folder: Path, files: dict[str, bytes], monkeypatch) -> Path:
+    """`files` (Brown's layout) written to `folder` and made the corpus `rnnlab postag`
+    expects: its counts and sha256 become postag's `BROWN`."""
     folder.mkdir()
     documents, sentences = [], []
     for name, data in sorted(files.items()):

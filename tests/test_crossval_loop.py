@@ -224,7 +224,7 @@ def test_a_plan_written_before_an_option_existed_continues(tmp_path):
     path.write_text(json.dumps(plan))
     with pytest.raises(ValueError, match=r"run.config.added: \(none\) -> 0"):
         run_cv(tmp_path, epochs=1, record=record)
-    again = run_cv(tmp_path, epochs=1, record=record, config_added_later={"added": 0})
+    again = run_cv(tmp_path, epochs=1, record=record, legacy_defaults={"added": 0})
     assert untimed(again) == untimed(first)
 
 

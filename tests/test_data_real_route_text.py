@@ -15,7 +15,7 @@ import pytest
 
 from rnnlab.data import brown, download, wordlists
 from rnnlab.data.download import FetchError
-from rnnlab.data.mnist import SourceError
+from rnnlab.data.sources import SourceError
 
 
 def skip_when_offline() -> None:

@@ -169,7 +169,7 @@ def test_lm_page_shows_each_tokens_probability_the_next_ones_and_the_units(
     path = explain(play_run, capsys, "--length", "300", "--start", "40")
     saved = restore(play_run, EXPERIMENTS)
     vocab = Vocabulary.from_dict(saved.record.meta["vocabulary"])
-    val = load_text(text_file=saved.config.text_file, vocab=vocab, progress=False).val
+    val = load_text(text_file=saved.config.text_file, vocab=vocab, progress=False).val.long()
     start = 40 + int((val[40:] == vocab.index("\n")).nonzero()[0]) + 1  # the next line's start
     ids = val[start : start + 300]  # (300,)
     page = Page(browser, path)
@@ -222,7 +222,7 @@ def test_langid_page_shows_the_languages_as_a_word_is_read_and_without_each_lett
     path = explain(run_dir, capsys)
     saved = restore(run_dir, EXPERIMENTS)
     meta = saved.record.meta
-    encode = langid.Vocabulary(meta).encode
+    encode = langid.WordEncoder(meta).encode
     page = Page(browser, path)
     assert page.page.locator("#words .chip").count() == 12
     assert page.page.locator("#words .chip.wrong").count() >= 1
@@ -264,7 +264,7 @@ def test_postag_page_shows_each_words_tag_probabilities_and_marks_mistakes(
     page = Page(browser, path)
     sentences = page.page.locator("#sentences .sentence")
     assert sentences.count() == len(test)  # 6 test sentences: fewer than a dozen
-    ids = {w: i for i, w in enumerate(meta["words"])}
+    ids, _ = postag.vocabularies(meta)
     for s, i in ((0, 0), (2, 3), (5, 4)):
         word = sentences.nth(s).locator(".word").nth(i)
         word.hover()

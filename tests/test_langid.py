@@ -96,7 +96,7 @@ def test_one_hot_characters_and_a_packed_batch_survive_the_move_to_a_device():
 
 
 def test_characters_are_numbered_from_training_and_unknown_ones_are_zero():
-    vocabulary = langid.Vocabulary({"characters": "$^ab"})
+    vocabulary = langid.WordEncoder({"characters": "$^ab"})
     assert vocabulary.encode("abz").tolist() == [[2], [3], [4], [0], [1]]
 
 
@@ -105,13 +105,13 @@ def test_each_step_reads_the_ngrams_seen_twice_that_end_at_its_character():
     assert grams == ["^a", "^ab", "ab", "ab$", "b$"]  # ^b, ba, a$, ^ba, ba$ are seen once
     everything = langid.ngram_list(["ab", "ab", "ba"], 3, min_count=1)
     assert everything == sorted([*grams, "^b", "ba", "a$", "^ba", "ba$"])
-    vocabulary = langid.Vocabulary({"characters": "$^ab", "order": 3, "ngrams": grams})
+    vocabulary = langid.WordEncoder({"characters": "$^ab", "order": 3, "ngrams": grams})
     #  ^      a         b          $
     assert vocabulary.encode("ab").tolist() == [
         [2, 0, 0], [3, 1, 0], [4, 3, 2], [1, 5, 4]
     ]  # fmt: skip
     assert vocabulary.encode("ba").tolist() == [[2, 0, 0], [4, 0, 0], [3, 0, 0], [1, 0, 0]]
-    longer = langid.Vocabulary({"characters": "$^ab", "order": 6, "ngrams": grams})
+    longer = langid.WordEncoder({"characters": "$^ab", "order": 6, "ngrams": grams})
     assert longer.encode("a").tolist() == [
         [2, 0, 0, 0, 0, 0],
         [3, 1, 0, 0, 0, 0],

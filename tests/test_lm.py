@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from rnnlab.data import Vocabulary, lm_text
+from rnnlab.data import text as text_module
 from rnnlab.experiments import lm, ngram
 from rnnlab.experiments.lm import LanguageModel
 from rnnlab.models import make_rnn
@@ -190,9 +191,9 @@ def test_char_encoding_uses_the_vocabulary_ids_and_names_an_unknown_character():
 
 def test_word_tokens_keep_newlines_and_punctuation_and_join_back_into_text():
     text = "ROMEO:\nO, she doth teach the torches to burn bright!\nIt seems she hangs o'er."
-    tokens = lm_text.tokenize(text, "word")
+    tokens = text_module.tokenize(text, "word")
     assert tokens[:6] == ["ROMEO", ":", "\n", "O", ",", "she"] and "o'er" in tokens
-    assert lm_text.detokenize(tokens, "word") == text
+    assert text_module.detokenize(tokens, "word") == text
 
 
 def test_the_word_vocabulary_is_the_most_frequent_training_words_plus_unk():

@@ -33,16 +33,17 @@ def test_a_corpus_that_does_not_match_its_checksum_is_refused(corpus, capsys):
     (corpus / "ca01").write_bytes(text.replace(b"The/at", b"A/at", 1))  # same counts
     assert main(["postag", "--dry-run", "--data-dir", str(corpus), *TINY, *QUIET]) == 2
     err = capsys.readouterr().err
-    assert "cannot load Brown from directory" in err and "sha256" in err
+    assert "cannot load the Brown corpus from directory" in err and "sha256" in err
 
 
-def test_rare_words_map_to_unk_and_tags_come_from_the_training_split():
+def test_rare_words_map_to_unk_and_tags_come_from_the_whole_corpus():
     train = [[("The", "DET"), ("man", "NOUN")], [("the", "DET"), ("dog", "NOUN")]]
-    meta = postag.vocabulary(train, min_count=2, lowercase=True)
-    assert meta == {"words": ["<unk>", "the"], "tags": ["DET", "NOUN"], "lowercase": True}
-    ids = {w: i for i, w in enumerate(meta["words"])}
-    assert postag.encode(["THE", "man"], ids, lowercase=True).tolist() == [1, 0]
-    cased = postag.vocabulary(train, min_count=1, lowercase=False)["words"]
+    corpus = [*train, [("ran", "VERB")]]
+    meta = postag.vocabulary(train, min_count=2, lowercase=True, corpus=corpus)
+    assert meta == {"words": ["<unk>", "the"], "tags": ["DET", "NOUN", "VERB"], "lowercase": True}
+    words, _ = postag.vocabularies(meta)
+    assert postag.encode(["THE", "man"], words, lowercase=True).tolist() == [1, 0]
+    cased = postag.vocabulary(train, min_count=1, lowercase=False, corpus=train)["words"]
     assert cased == ["<unk>", "The", "dog", "man", "the"]
 
 

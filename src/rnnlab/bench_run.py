@@ -2,8 +2,8 @@
 script (scripts/tutorial_mnist.py) in the same process, and where an epoch of an experiment's
 training goes: data, forward, backward, optimiser, evaluation.
 
-The training step here is a timed copy of `rnnlab.train.loop`'s (nanoGPT's bench.py is a short
-copy of its step in the same way): the experiment's own data, loaders, model, optimiser,
+The training step timed here is `rnnlab.train.loop`'s own (`forward_loss`, then `update`, which
+calls back between its phases): the experiment's own data, loaders, collate, model, optimiser,
 schedule and clipping, with a clock read between the phases. Reading a clock costs nothing next
 to a phase, and the loss's `.item()` (which the loop calls too) waits for the forward, so the
 phases do not overlap. Nothing here asserts a speed.
@@ -20,17 +20,22 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from rnnlab.experiments import EXPERIMENTS
-from rnnlab.experiments.experiment import TEST_BATCH, Experiment, train
+from rnnlab.experiments.experiment import DRY_RUN_BATCHES, TEST_BATCH, Experiment, train
 from rnnlab.files import TEST_FILE
 from rnnlab.train import TrainConfig, evaluate, make_eval_loader, make_loader, seed_everything
-from rnnlab.train.loop import cross_entropy, make_optimizer, make_scheduler, with_label_smoothing
+from rnnlab.train.loop import (
+    cross_entropy,
+    forward_loss,
+    make_optimizer,
+    make_scheduler,
+    update,
+    with_label_smoothing,
+)
 
 PHASES = ("data", "forward", "backward", "optimiser", "evaluation")
 EXPERIMENTS_BY_NAME = {e.name: e for e in EXPERIMENTS}
-DRY_RUN_BATCHES = 2  # a dry run trains and tests this many batches of each
 DRY_RUN_VAL = 5  # validation images of a dry run (small data sets have few)
 
 
@@ -61,18 +66,15 @@ def epoch_breakdown(
         if i == steps:
             break
         clock = _lap(seconds, "data", clock)
-        loss = train_loss(model(inputs), targets)
-        loss.item()
+        _, _, loss = forward_loss(model, inputs, targets, train_loss)
+        loss.item()  # as the loop reads it: waits for the forward
         clock = _lap(seconds, "forward", clock)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        clock = _lap(seconds, "backward", clock)
-        if train_config.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        clock = _lap(seconds, "optimiser", clock)
+
+        def lap(phase: str) -> None:
+            nonlocal clock
+            clock = _lap(seconds, phase, clock)
+
+        update(model, loss, optimizer, scheduler, train_config.grad_clip, lap)
     if data.val is not None:
         val = make_eval_loader(data.val, TEST_BATCH, collate_fn=experiment.collate)
         evaluate(model, val, limit_batches=limit_batches)

@@ -31,12 +31,12 @@ from rnnlab.experiments import (
     restore,
     train,
 )
+from rnnlab.experiments.experiment import DRY_RUN_BATCHES
 from rnnlab.models import RNNOptions
 from rnnlab.options import option
 from rnnlab.train import TrainConfig
 from rnnlab.train.distributed import is_launch_main
 
-DRY_RUN_BATCHES = 2  # batches per epoch (and per evaluation) under --dry-run
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
 

@@ -24,10 +24,10 @@ from rnnlab.data.idx import IDXError
 from rnnlab.data.mnist import (
     SPECS,
     MNISTData,
-    SourceError,
     load_cached,
     load_mnist,
 )
+from rnnlab.data.sources import SourceError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

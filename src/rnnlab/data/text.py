@@ -1,6 +1,10 @@
-"""Text for the sequence experiments: vocabularies of characters or words, and sequence pairs.
+"""Text for the sequence experiments: the one tokenizer per level, the one `Vocabulary`, and
+sequence pairs.
 
-A `Vocabulary` maps tokens to ids and back. Built from data, its tokens are sorted (by code
+`tokenize` is the only place text becomes tokens, for every experiment: Unicode NFC first (so
+a decomposed "été" is the composed one), then characters, or words (inner apostrophes kept:
+"o'er"), newlines and each other mark on its own. `detokenize` reverses it. A `Vocabulary`
+maps tokens to ids and back. Built from data, its tokens are sorted (by code
 point), so the ids are the same every run whatever order the data comes in. Unknown tokens
 are an error naming the token unless the vocabulary was built with `unk=True`, which gives
 them the id of '<unk>'. `SequencePair`s feed the per-step tagger: one target token per
@@ -11,6 +15,8 @@ names the pair (or the file and line it came from). Nothing here knows about mod
 from __future__ import annotations
 
 import os
+import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +30,39 @@ LEVELS = ("char", "word")
 UNK = "<unk>"
 
 
+NEWLINE = "\n"
+# word level: words (with inner apostrophes: "o'er", "bear't"), newlines, and each other
+# mark on its own, so that generated text keeps the play's layout and punctuation
+WORD_PATTERN = re.compile(r"\w+(?:'\w+)*|\n|[^\w\s]")
+NO_SPACE_BEFORE = frozenset(".,;:!?)]'")
+
+
+def nfc(text: str) -> str:
+    """`text` in Unicode normal form C: one code point for "é" however it was typed."""
+    return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
+
+
 def tokenize(text: str, level: str = "char") -> list[str]:
-    """`text` split into characters (level 'char') or whitespace-separated words ('word')."""
+    """`text` in NFC as characters (level 'char'), or as words, punctuation marks and
+    newlines ('word')."""
     if level == "char":
-        return list(text)
+        return list(nfc(text))
     if level == "word":
-        return text.split()
+        return WORD_PATTERN.findall(nfc(text))
     raise ValueError(f"level must be 'char' or 'word', got {level!r}")
+
+
+def detokenize(tokens: Sequence[str], level: str) -> str:
+    """Tokens back to text: characters joined as they are; words with a space between them
+    except before punctuation and around newlines."""
+    if level == "char":
+        return "".join(tokens)
+    out: list[str] = []
+    for token in tokens:
+        if out and out[-1] != NEWLINE and token != NEWLINE and token not in NO_SPACE_BEFORE:
+            out.append(" ")
+        out.append(token)
+    return "".join(out)
 
 
 class Vocabulary:
@@ -116,11 +148,10 @@ class Vocabulary:
         return [self.index(token) for token in tokens]
 
     def decode(self, ids: Iterable[int] | Tensor) -> str:
-        """The text of `ids`: characters joined as they are, words joined by single spaces."""
+        """The text of `ids` (`detokenize`)."""
         if isinstance(ids, Tensor):
             ids = ids.tolist()
-        tokens = [self.token(int(i)) for i in ids]
-        return "".join(tokens) if self.level == "char" else " ".join(tokens)
+        return detokenize([self.token(int(i)) for i in ids], self.level)
 
     def one_hot(self, text: str | Sequence[str]) -> Tensor:
         """`text` as one-hot rows: a float32 tensor (T, V), T tokens, V = len(self)."""

@@ -22,19 +22,18 @@ import os
 import tempfile
 import time
 import unicodedata
-import zipfile
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import msgpack
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from rnnlab.data import cache, download
-from rnnlab.data.mnist import DatasetUnavailableError, SourceError
+from rnnlab.data import archive, cache, download, sources
+from rnnlab.data.sources import SourceError
 
 log = logging.getLogger(__name__)
 
@@ -223,14 +222,19 @@ def load_wordlists(
 def read_cbpack(data: bytes | bytearray, name: str = "list") -> list[list[str]]:
     """The buckets of a gzipped cBpack file: bucket i lists the words of frequency
     10^(-i/100). Raises `SourceError` naming `name` when the file is not one."""
-    raw = gunzip(data, MAX_LIST_BYTES, name)
+    if not bytes(data[:2]) == archive.GZIP_MAGIC:
+        raise SourceError(f"{name}: not gzip data")
+    raw = archive.read_all(data, MAX_LIST_BYTES, name, "wordlists.MAX_LIST_BYTES")
     try:
         value = msgpack.unpackb(raw, raw=False, strict_map_key=True)
     except (ValueError, msgpack.UnpackException) as error:
         raise SourceError(f"{name}: not msgpack ({error})") from error
     header = value[0] if isinstance(value, list) and value else None
     if not isinstance(header, dict) or header.get("format") != "cB" or header.get("version") != 1:
-        raise SourceError(f"{name}: header {header!r}, expected {{'format': 'cB', 'version': 1}}")
+        raise SourceError(
+            f"{name}: header {sources.shown(repr(header), 80)}, expected "
+            f"{{'format': 'cB', 'version': 1}}"
+        )
     buckets = value[1:]
     if not all(isinstance(b, list) and all(isinstance(w, str) for w in b) for b in buckets):
         raise SourceError(f"{name}: buckets must be lists of strings")
@@ -258,23 +262,6 @@ def is_latin_word(word: str, min_letters: int = MIN_LETTERS) -> bool:
     )
 
 
-def gunzip(data: bytes | bytearray, limit: int, name: str) -> bytes:
-    """`data` decompressed, refusing to make more than `limit` bytes (a gzip bomb costs
-    nothing). Raises `SourceError` naming `name`."""
-    # TODO after merge: rnnlab.data.archive's bounded decompression replaces this helper.
-    inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)  # gzip header and trailer
-    try:
-        raw = inflater.decompress(data, limit)
-        if inflater.unconsumed_tail:
-            raise SourceError(f"{name}: decompresses to more than {limit} bytes")
-        raw += inflater.flush()
-    except zlib.error as error:
-        raise SourceError(f"{name}: not gzip data ({error})") from error
-    if not inflater.eof or len(raw) > limit:
-        raise SourceError(f"{name}: truncated gzip data or more than {limit} bytes")
-    return raw
-
-
 # ---------------------------------------------------------------- where the files come from
 
 
@@ -285,56 +272,36 @@ def _load_files(
     refetch: bool,
     progress: bool,
 ) -> tuple[dict[str, bytes | bytearray], str]:
+    title = "the wordfreq lists"
     if data_dir is not None:
         label = f"directory {Path(data_dir)}"
-        try:
-            files = read_list_dir(spec, Path(data_dir))
-        except (SourceError, OSError) as error:
-            raise DatasetUnavailableError(
-                f"cannot load the wordfreq lists from {label}: {error}"
-            ) from error
+        files = sources.from_folder(title, label, lambda: read_list_dir(spec, Path(data_dir)))
         _store(spec, root, files, label)
         return files, label
 
-    tried: list[str] = []
-    installed = _installed_data_dir(spec)
-    label = f"installed {spec.package} ({installed})" if installed else f"installed {spec.package}"
-    try:
-        if installed is None:
+    def installed() -> tuple[dict[str, bytes], str]:
+        folder = _installed_data_dir(spec)
+        if folder is None:
             raise SourceError("not installed")
-        files = read_list_dir(spec, installed)
-    except (SourceError, OSError) as error:
-        tried.append(f"{label}: {error}")
-    else:
-        return files, label
+        return read_list_dir(spec, folder), f"installed {spec.package} ({folder})"
 
-    cached = cache.try_cache(
-        lambda: _load_cached(spec, root),
-        root,
-        spec.cache_name,
-        tried,
-        refetch=refetch,
-        corrupt=(cache.CacheError, SourceError),
-    )
-    if cached is not None:
-        return cached
-
-    label = f"package index ({spec.requirement})"
-    started = time.perf_counter()
-    try:
+    def wheel() -> tuple[dict[str, bytes], str]:
+        label = f"package index ({spec.requirement})"
         with tempfile.TemporaryDirectory(prefix="rnnlab-wheel-") as tmp:
-            wheel = download.pip_download(spec.requirement, tmp, progress=progress)
-            files = read_wheel(spec, wheel)
-    except (SourceError, download.FetchError, OSError) as error:
-        tried.append(f"{label}: {error}")
-    else:
-        log.info("wordfreq lists from %s in %.1f s", label, time.perf_counter() - started)
+            path = download.pip_download(spec.requirement, tmp, progress=progress)
+            files = read_wheel(spec, path)
         _store(spec, root, files, label)
         return files, label
 
-    lines = "\n".join(f"  - {line}" for line in tried)
-    raise DatasetUnavailableError(
-        f"could not load the wordfreq lists; tried, in order:\n{lines}\nTo fix: {spec.fix}"
+    return sources.first_source(
+        title,
+        [(f"package index ({spec.requirement})", wheel)],
+        cached=partial(_load_cached, spec, root),
+        root=root,
+        name=spec.cache_name,
+        refetch=refetch,
+        before=[(f"installed {spec.package}", installed)],
+        fix=spec.fix,
     )
 
 
@@ -359,23 +326,21 @@ def read_list_dir(spec: WordfreqSpec, folder: Path) -> dict[str, bytes]:
     return files
 
 
-def read_wheel(spec: WordfreqSpec, wheel: Path) -> dict[str, bytes]:
-    """Every list file of `spec` from the wheel (a zip) `wheel`, each checked by sha256."""
-    files = {}
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            for language in spec.languages:
-                name = spec.file_name(language)
-                member = f"{spec.member_dir}/{name}"
-                try:
-                    info = archive.getinfo(member)
-                except KeyError:
-                    raise SourceError(f"{wheel.name} has no {member}") from None
-                if info.file_size > MAX_MEMBER_BYTES:
-                    raise SourceError(f"{member}: {info.file_size} bytes, over {MAX_MEMBER_BYTES}")
-                files[name] = archive.read(info)
-    except (zipfile.BadZipFile, OSError) as error:
-        raise SourceError(f"{wheel.name} is not a readable zip ({error})") from error
+def read_wheel(spec: WordfreqSpec, wheel: Path) -> dict[str, bytearray]:
+    """Every list file of `spec` from the wheel (a zip) `wheel`, each read through `archive`'s
+    bounded reader (a member's declared size can lie) and checked by sha256."""
+    members = {f"{spec.member_dir}/{spec.file_name(language)}" for language in spec.languages}
+    found = archive.read_zip(
+        wheel,
+        MAX_MEMBER_BYTES * len(members),
+        select=members.__contains__,
+        name=wheel.name,
+        member_limit=MAX_MEMBER_BYTES,
+    )
+    missing = sorted(members - set(found))
+    if missing:
+        raise SourceError(f"{wheel.name} has no {missing[0]}")
+    files = {member.rsplit("/", 1)[-1]: data for member, data in found.items()}
     _check_files(spec, files)
     return files
 

@@ -49,6 +49,7 @@ from rnnlab.train.distributed import DistributedContext, on_main_then_everywhere
 from rnnlab.train.run_dir import BEST_FILE, WEIGHTS_FILES, choose_run_dir, settings_diff
 
 TEST_BATCH = 1000  # samples per batch when a model is scored (validation, test): no gradients
+DRY_RUN_BATCHES = 2  # batches per epoch (and per evaluation) under --dry-run
 
 
 @dataclass(frozen=True)
@@ -297,7 +298,7 @@ def train(
                 train_config.name,
                 record,
                 explicit_name,
-                config_added_later=experiment.legacy_defaults,
+                legacy_defaults=experiment.legacy_defaults,
             )
         )
         train_config = replace(train_config, name=run_dir.name, out_dir=str(run_dir.parent))
@@ -433,7 +434,7 @@ def cross_validate_experiment(
         class_names=data.class_names,
         record=record_of(experiment, config, train_config, data),
         best_by=experiment.best_by,
-        config_added_later=experiment.legacy_defaults,
+        legacy_defaults=experiment.legacy_defaults,
         after_epoch=after_epoch,
     )
 

@@ -39,7 +39,8 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_sequence, pad_packed_sequence
 from torch.utils.data import Dataset
 
-from rnnlab.data import LANGUAGES, load_wordlists
+from rnnlab.data import LANGUAGES, UNK, Vocabulary, load_wordlists
+from rnnlab.data.text import nfc
 from rnnlab.data.wordlists import WORDFREQ
 from rnnlab.experiments.experiment import (
     Data,
@@ -56,7 +57,7 @@ from rnnlab.train import EvalResult
 from rnnlab.train.config import MAX_SEED
 
 BEGIN, END = "^", "$"  # around every word, so that the RNN sees where a word starts and ends
-UNKNOWN = 0  # the id of a character the training words never hold
+UNKNOWN = 0  # the id ('<unk>') of a character the training words never hold
 TOP = 3  # languages printed per word by predict
 MIN_WORDS = 20  # per language: its 10% val and test shares hold 2, less the shared words dropped
 EXPLAINED_WORDS = 12  # test words the explain page shows by default
@@ -123,11 +124,11 @@ class LangidConfig(RNNOptions):
 
 class Words(Dataset):
     """Words and their language labels; a sample is ((T, K) ids, label): per character its id
-    and the ids of the 2..K-grams ending at it (`Vocabulary.encode`)."""
+    and the ids of the 2..K-grams ending at it (`WordEncoder.encode`)."""
 
     def __init__(self, words: tuple[str, ...], labels: np.ndarray, meta: dict) -> None:
         self.words, self.labels = words, labels
-        self.vocabulary = Vocabulary(meta)
+        self.vocabulary = WordEncoder(meta)
 
     def __len__(self) -> int:
         return len(self.words)
@@ -145,28 +146,29 @@ def ngram_list(words, order: int, min_count: int) -> list[str]:
     """The 2..order-grams seen `min_count` times or more in `words` (with markers), sorted."""
     counts: dict[str, int] = {}
     for word in words:
-        marked = BEGIN + word + END
+        marked = BEGIN + nfc(word) + END
         for n in range(2, order + 1):
             for gram in ngrams_of(marked, n):
                 counts[gram] = counts.get(gram, 0) + 1
     return sorted(g for g, count in counts.items() if count >= min_count)
 
 
-class Vocabulary:
-    """Character and n-gram ids of a run (its meta): characters 1.., n-grams 1..; 0 is a
-    character the training words never hold, or an n-gram unseen or running past the start."""
+class WordEncoder:
+    """A run's (its meta's) character and n-gram `Vocabulary`s: characters 1.., n-grams 1..;
+    0 ('<unk>') is a character the training words never hold, or an n-gram unseen or running
+    past the start. Words are read in NFC, as `tokenize` reads every text."""
 
     def __init__(self, meta: dict) -> None:
-        self.characters = {c: i + 1 for i, c in enumerate(meta["characters"])}
-        self.ngrams = {g: i + 1 for i, g in enumerate(meta.get("ngrams", ()))}
+        self.characters = Vocabulary([UNK, *meta["characters"]], "char", unk=True)
+        self.ngrams = Vocabulary([UNK, *meta.get("ngrams", ())], "char", unk=True)
         self.order = meta.get("order", 1)
 
     def encode(self, word: str) -> Tensor:
         """(T, order) ids: column 0 the character, column n-1 the n-gram ending there."""
-        marked = BEGIN + word + END
-        ids = [[self.characters.get(c, UNKNOWN) for c in marked]]
+        marked = BEGIN + nfc(word) + END
+        ids = [self.characters.encode(marked)]
         for n in range(2, self.order + 1):
-            grams = [self.ngrams.get(g, UNKNOWN) for g in ngrams_of(marked, n)]
+            grams = self.ngrams.encode(ngrams_of(marked, n))
             # nothing ends before step n-1; a word shorter than n-1 steps has no n-gram at all
             ids.append(([UNKNOWN] * (n - 1) + grams)[: len(marked)])
         return torch.tensor(ids).T  # (T, order)
@@ -178,7 +180,7 @@ def load_data(config: LangidConfig, meta: dict | None = None) -> Data:
     lists = load_wordlists(config.words, LANGUAGES, data_dir=config.data_dir, spec=WORDFREQ)
     train, val, test = lists.split(config.split_seed)
     if meta is None:
-        characters = "".join(sorted({c for w in train.words for c in BEGIN + w + END}))
+        characters = "".join(sorted({c for w in train.words for c in BEGIN + nfc(w) + END}))
         meta = {"languages": list(lists.languages), "characters": characters}
         if config.ngrams > 1:
             grams = ngram_list(train.words, config.ngrams, config.ngram_min_count)
@@ -292,13 +294,13 @@ def build_model(config: LangidConfig, meta: dict) -> WordClassifier:
 
 def classify(model: nn.Module, words: list[str], meta: dict, batch: int = 1000) -> Tensor:
     """(len(words), C) probabilities of each language, in eval mode without gradients."""
-    vocabulary = Vocabulary(meta)
+    vocabulary = WordEncoder(meta)
     return probabilities(model, [vocabulary.encode(w) for w in words], batch)
 
 
 def probabilities(model: nn.Module, encoded: list[Tensor], batch: int = 1000) -> Tensor:
     """(len(encoded), C) probabilities of each language for words already encoded ((T_i, K)
-    ids each, `Vocabulary.encode`), in eval mode without gradients."""
+    ids each, `WordEncoder.encode`), in eval mode without gradients."""
     model = getattr(model, "module", model)
     was_training = model.training
     model.eval()
@@ -419,7 +421,7 @@ def explain(saved: SavedRun, options: ExplainOptions) -> dict:
         chosen = [order[j] for j in some_wrong(right[order].tolist(), EXPLAINED_WORDS)]
         words = [test.words[i] for i in chosen]
         labels = [int(test.labels[i]) for i in chosen]
-    vocabulary = Vocabulary(meta)
+    vocabulary = WordEncoder(meta)
     shown = []
     for word, label in zip(words, labels, strict=True):
         ids = vocabulary.encode(word)  # (T, K): n-grams look back only, so a prefix is ids[:t]

@@ -38,7 +38,8 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from rnnlab.data import CORPORA, Vocabulary
-from rnnlab.data.lm_text import LEVELS, NEWLINE, StreamWindows, detokenize, load_text, tokenize
+from rnnlab.data.lm_text import StreamWindows, load_text
+from rnnlab.data.text import LEVELS, NEWLINE, detokenize, tokenize
 from rnnlab.experiments import text_features
 from rnnlab.experiments.experiment import (
     Data,
@@ -316,15 +317,14 @@ def load_data(config: LMConfig, meta: dict | None = None) -> Data:
                 f"the {name} part holds {len(ids)} tokens, fewer than the {EVAL_STREAMS + 1} "
                 f"its streams need; use a longer text"
             )
-    corpus = text.corpus
     return Data(
         train=StreamWindows(text.train, config.batch_size, config.bptt),
         val=StreamWindows(text.val, EVAL_STREAMS, config.bptt),
         test=StreamWindows(text.test, EVAL_STREAMS, config.bptt),
-        identity={"source": corpus.source, "sha256": corpus.sha256},
+        identity={"source": text.source, "sha256": text.sha256},
         meta={"vocabulary": text.vocab.to_dict()},
         description=(
-            f"{corpus.name} ({corpus.source}): {len(corpus.text):,} characters; "
+            f"{text.name} ({text.source}): {text.characters:,} characters; "
             f"{config.level} level, {len(text.vocab):,} tokens; train / val / test "
             f"{len(text.train):,} / {len(text.val):,} / {len(text.test):,} tokens"
         ),
@@ -468,7 +468,7 @@ def explain(saved: SavedRun, options: ExplainOptions) -> dict:
         config.corpus, config.text_file, config.data_dir, config.level, config.words, vocab, False
     )
     check_same_data(saved, text.corpus.sha256)
-    val = text.val  # (N,)
+    val = text.val.long()  # (N,)
     if not 0 <= options.start < len(val) - 1:
         raise ValueError(f"--start must be in [0, {len(val) - 2}], got {options.start}")
     start = _line_start(val[options.start :], vocab) + options.start

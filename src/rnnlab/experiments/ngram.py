@@ -112,7 +112,7 @@ class Baselines:
 def count_baselines(train: Tensor, val: Tensor, test: Tensor, vocab_size: int) -> Baselines:
     """The unigram and the Kneser-Ney n-gram of the best validation order (tried from 2 up,
     stopping once validation gets worse twice in a row), scored on validation and test."""
-    train_ids, val_ids, test_ids = (t.numpy() for t in (train, val, test))
+    train_ids, val_ids, test_ids = (t.numpy().astype(np.int64) for t in (train, val, test))
     unigram = {
         "val": unigram_loss(train_ids, val_ids, vocab_size),
         "test": unigram_loss(train_ids, test_ids, vocab_size),

@@ -32,8 +32,9 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_sequence, pad_packed_sequence, pad_sequence
 from torch.utils.data import Dataset
 
-from rnnlab.data import TAGSETS, load_brown
+from rnnlab.data import TAGSETS, UNK, Vocabulary, load_brown
 from rnnlab.data.brown import BROWN, Sentence
+from rnnlab.data.text import nfc
 from rnnlab.data.wordlists import split_indices
 from rnnlab.experiments.experiment import (
     Data,
@@ -49,7 +50,6 @@ from rnnlab.options import check_choices, check_range, option
 from rnnlab.train import IGNORE_INDEX, EvalResult
 from rnnlab.train.config import MAX_SEED
 
-UNK = "<unk>"  # id 0: a word seen fewer than --min-count times in training
 EXPLAINED_SENTENCES = 12  # test sentences the explain page shows by default
 LONGEST_EXPLAINED = 25  # words: longer test sentences are left out of the explain page
 
@@ -86,8 +86,7 @@ class Sentences(Dataset):
 
     def __init__(self, sentences: list[Sentence], meta: dict) -> None:
         self.sentences = sentences
-        self.ids = {w: i for i, w in enumerate(meta["words"])}
-        self.tag_ids = {t: i for i, t in enumerate(meta["tags"])}
+        self.words, self.tags = vocabularies(meta)
         self.lowercase = meta["lowercase"]
 
     def __len__(self) -> int:
@@ -95,23 +94,37 @@ class Sentences(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         words, tags = zip(*self.sentences[i], strict=True)
-        ids = encode(list(words), self.ids, self.lowercase)  # (T,)
-        return ids, torch.tensor([self.tag_ids[t] for t in tags])  # (T,), (T,)
+        ids = encode(list(words), self.words, self.lowercase)  # (T,)
+        return ids, torch.tensor(self.tags.encode(tags))  # (T,), (T,)
 
 
-def encode(words: list[str], ids: dict[str, int], lowercase: bool) -> Tensor:
-    return torch.tensor([ids.get(w.lower() if lowercase else w, 0) for w in words])  # (T,)
+def vocabularies(meta: dict) -> tuple[Vocabulary, Vocabulary]:
+    """A run's word `Vocabulary` ('<unk>' at id 0) and tag `Vocabulary`, from its meta (the
+    lists a run folder keeps, so runs saved before this class still load)."""
+    return Vocabulary(meta["words"], "word", unk=True), Vocabulary(meta["tags"], "word")
+
+
+def form(word: str, lowercase: bool) -> str:
+    """`word` as the model reads it: NFC, lower-cased when `lowercase`."""
+    return nfc(word).lower() if lowercase else nfc(word)
+
+
+def encode(words: list[str], vocab: Vocabulary, lowercase: bool) -> Tensor:
+    """The ids of `words` as the model reads them (`form`): (T,); '<unk>' for unknown."""
+    return torch.tensor(vocab.encode([form(w, lowercase) for w in words]))
 
 
 def load_data(config: PostagConfig, meta: dict | None = None) -> Data:
-    """Brown's sentences with `config.tagset`'s tags, split by sentence; the vocabulary and
-    tags from the training split (a saved run's own when `meta` is its)."""
+    """Brown's sentences with `config.tagset`'s tags, split by sentence; the vocabulary from
+    the training split, the tags from the whole corpus, so a tag only validation or test
+    holds is a class the model never learns and is scored as an error, never a crash (a
+    saved run's own vocabulary and tags when `meta` is its)."""
     corpus = load_brown(data_dir=config.data_dir, spec=BROWN)
     tagged = corpus.tagged(config.tagset)
     parts = split_indices(len(tagged), config.split_seed)
     train, val, test = ([tagged[i] for i in part] for part in parts)
     if meta is None:
-        meta = vocabulary(train, config.min_count, config.lowercase)
+        meta = vocabulary(train, config.min_count, config.lowercase, tagged)
     return Data(
         *(Sentences(part, meta) for part in (train, val, test)),
         identity={"source": corpus.source, "sha256": {"brown": corpus.sha256}},
@@ -124,11 +137,14 @@ def load_data(config: PostagConfig, meta: dict | None = None) -> Data:
     )
 
 
-def vocabulary(train: list[Sentence], min_count: int, lowercase: bool) -> dict:
-    """The words seen `min_count` times in training (after <unk>, id 0) and the tags seen."""
-    counts = Counter(w.lower() if lowercase else w for s in train for w, _ in s)
-    words = sorted(w for w, n in counts.items() if n >= min_count)
-    tags = sorted({t for s in train for _, t in s})
+def vocabulary(
+    train: list[Sentence], min_count: int, lowercase: bool, corpus: list[Sentence]
+) -> dict:
+    """The words seen `min_count` times in training (after <unk>, id 0), and every tag of
+    the tagged `corpus` (the tag set is the corpus's, not the training split's)."""
+    counts = Counter(form(w, lowercase) for s in train for w, _ in s)
+    words = sorted(w for w, n in counts.items() if n >= min_count and w != UNK)
+    tags = sorted({t for s in corpus for _, t in s})
     return {"words": [UNK, *words], "tags": tags, "lowercase": lowercase}
 
 
@@ -186,7 +202,7 @@ def tag_probabilities(
     model: nn.Module, sentences: list[list[str]], meta: dict, batch: int = 256
 ) -> list[Tensor]:
     """Each sentence's (T_i, C) probabilities of the tags, in eval mode without gradients."""
-    ids = {w: i for i, w in enumerate(meta["words"])}
+    ids, _ = vocabularies(meta)
     model = getattr(model, "module", model)
     was_training = model.training
     model.eval()
@@ -206,10 +222,9 @@ def test_metrics(config: PostagConfig, data: Data, model: nn.Module, _: EvalResu
     test split (the loop's EvalResult, unused, covers two batches under --dry-run)."""
     sentences = data.test.sentences
     predicted = np.concatenate(tag(model, [[w for w, _ in s] for s in sentences], data.meta))
-    tag_ids = data.test.tag_ids
-    truth = np.array([tag_ids[t] for s in sentences for _, t in s])
+    truth = np.array([data.test.tags.index(t) for s in sentences for _, t in s])
     seen, lowercase = seen_words(data), data.meta["lowercase"]
-    unseen = ~np.array([(w.lower() if lowercase else w) in seen for s in sentences for w, _ in s])
+    unseen = ~np.array([form(w, lowercase) in seen for s in sentences for w, _ in s])
     labels = list(range(len(data.class_names)))
     f1 = f1_score(truth, predicted, labels=labels, average=None, zero_division=0)
     return {
@@ -227,14 +242,14 @@ def test_metrics(config: PostagConfig, data: Data, model: nn.Module, _: EvalResu
 def seen_words(data: Data) -> set[str]:
     """The word forms of the training split, as the model reads them (lower-cased or not)."""
     lowercase = data.meta["lowercase"]
-    return {w.lower() if lowercase else w for s in data.train.sentences for w, _ in s}
+    return {form(w, lowercase) for s in data.train.sentences for w, _ in s}
 
 
 def baselines(config: PostagConfig, data: Data) -> dict[str, dict[str, float]]:
     """The most frequent tag of each training word (as the model reads it); an unseen word
     gets the most frequent tag of all. Scored on validation and test."""
     lowercase = data.meta["lowercase"]
-    norm = (lambda w: w.lower()) if lowercase else (lambda w: w)
+    norm = partial(form, lowercase=lowercase)
     counts: dict[str, Counter] = defaultdict(Counter)
     for s in data.train.sentences:
         for w, t in s:
@@ -299,7 +314,7 @@ def explain(saved: SavedRun, options: ExplainOptions) -> dict:
         sentences = [[w for w, _ in s] for s in chosen]
         gold = [[t for _, t in s] for s in chosen]
     probs = tag_probabilities(saved.model, sentences, meta)
-    known = {w: i for i, w in enumerate(meta["words"])}
+    known, _ = vocabularies(meta)
     return {
         "kind": "postag",
         "title": f"postag: {len(meta['tags'])} tags, the tagger's confidence and its mistakes",

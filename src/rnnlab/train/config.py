@@ -24,7 +24,7 @@ MAX_SEED = 2**32 - 1  # torch's CPU generator (mt19937) keeps 32 bits: 2**32 see
 PLACE_AND_PRESENTATION = ("name", "out_dir", "resume", "progress", "plots")
 # Options added after runs were saved without them, and the value that does what those runs did:
 # a run from before reads as the same run, so it resumes and keeps its folder.
-ADDED_LATER = {"label_smoothing": 0.0}
+LEGACY_DEFAULTS = {"label_smoothing": 0.0}
 
 
 @dataclass

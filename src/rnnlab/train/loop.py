@@ -133,6 +133,41 @@ def _flatten(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     return logits, targets
 
 
+def forward_loss(
+    model: nn.Module, inputs, targets: Tensor, loss_fn: LossFn
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The forward half of a training step: (logits (N, C), targets (N,), loss), the batch
+    moved to the model's device and flattened (`_flatten`)."""
+    device = _model_device(model)
+    logits = model(_to_device(inputs, device))
+    logits, targets = _flatten(logits, _to_device(targets, device))  # (N, C), (N,)
+    return logits, targets, loss_fn(logits, targets)
+
+
+def update(
+    model: nn.Module,
+    loss: Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    grad_clip: float,
+    lap: Callable[[str], None] = lambda phase: None,
+) -> float:
+    """The backward half of a training step: gradients, clipping at `grad_clip` (0: none),
+    the optimiser's and the schedule's steps. `lap(phase)` is called after 'backward' and
+    after 'optimiser' (`rnnlab bench --run` times them). Returns the rate the update used."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    lap("backward")
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    lr = optimizer.param_groups[0]["lr"]
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    lap("optimiser")
+    return lr
+
+
 def _to_device(obj, device: torch.device):
     if isinstance(obj, (Tensor, PackedSequence)):  # a PackedSequence is a tuple: moved whole
         return obj.to(device, non_blocking=True)
@@ -514,10 +549,8 @@ class _Loop:
         for i, (inputs, targets) in enumerate(bar):
             if i == self.steps:
                 break
-            logits = model(_to_device(inputs, device))
             samples += targets.shape[0]  # sequences or images, whatever each one scores
-            logits, targets = _flatten(logits, _to_device(targets, device))  # (N, C), (N,)
-            loss = self.train_loss_fn(logits, targets)
+            logits, targets, loss = forward_loss(model, inputs, targets, self.train_loss_fn)
             value = loss.item()
             stopped = nonfinite_ranks(value, device)
             if stopped:
@@ -533,14 +566,7 @@ class _Loop:
                         self.run_dir / CHECKPOINT_FILE,
                     )
                 )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            lr = self.optimizer.param_groups[0]["lr"]  # the rate this update uses
-            self.optimizer.step()
-            if self.scheduler is not None:
-                self.scheduler.step()
+            lr = update(model, loss, self.optimizer, self.scheduler, config.grad_clip)
             state.step += 1
             n = targets.numel()
             loss_sum += value * n

@@ -31,7 +31,7 @@ from rnnlab.files import (
     TEST_FILE,
     atomic_write,
 )
-from rnnlab.train.config import ADDED_LATER
+from rnnlab.train.config import LEGACY_DEFAULTS
 
 WEIGHTS_FILES = (BEST_FILE, CHECKPOINT_FILE)  # a saved model: the best, else the last
 __all__ = [
@@ -46,7 +46,7 @@ __all__ = [
     "RunFolderBusyError",
     "RunRecord",
     "choose_run_dir",
-    "fill_added_later",
+    "fill_legacy_defaults",
     "run_lock",
     "settings_diff",
 ]
@@ -127,16 +127,16 @@ def settings_diff(old, new, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
 
-def fill_added_later(settings: dict, config_added_later: dict | None = None) -> dict:
+def fill_legacy_defaults(settings: dict, legacy_defaults: dict | None = None) -> dict:
     """A saved run's settings (`RunRecord.settings()`, or a cv plan) with the options added
-    since it was written set to what they meant then: the training ones (ADDED_LATER) and
-    the experiment's (`config_added_later`), so that an old run compares equal to the same
+    since it was written set to what they meant then: the training ones (LEGACY_DEFAULTS) and
+    the experiment's (`legacy_defaults`), so that an old run compares equal to the same
     run today."""
     filled = dict(settings)
     if "train" in settings:
-        filled["train"] = ADDED_LATER | settings["train"]
+        filled["train"] = LEGACY_DEFAULTS | settings["train"]
     if "config" in settings:
-        filled["config"] = (config_added_later or {}) | settings["config"]
+        filled["config"] = (legacy_defaults or {}) | settings["config"]
     return filled
 
 
@@ -145,10 +145,10 @@ def choose_run_dir(
     name: str,
     record: RunRecord,
     explicit: bool,
-    config_added_later: dict | None = None,
+    legacy_defaults: dict | None = None,
 ) -> Path:
     """The folder for a run with `record`'s settings: out_dir/name if it is free or holds the
-    same run (`fill_added_later`); else, for a default name, the first of name-2, name-3, ...
+    same run (`fill_legacy_defaults`); else, for a default name, the first of name-2, name-3, ...
     that is; an explicit name holding another run is refused, naming what differs. Nothing is
     ever overwritten."""
     out_dir = Path(out_dir)
@@ -173,7 +173,7 @@ def choose_run_dir(
             continue
         # compared by today's idea of which fields say where the data is, not the saved one's
         saved = replace(RunRecord.read(run_dir), where_fields=record.where_fields).settings()
-        saved = fill_added_later(saved, config_added_later)
+        saved = fill_legacy_defaults(saved, legacy_defaults)
         changed = settings_diff(saved, record.settings())
         if not changed:
             return run_dir
