@@ -467,7 +467,7 @@ def explain(saved: SavedRun, options: ExplainOptions) -> dict:
     text = load_text(
         config.corpus, config.text_file, config.data_dir, config.level, config.words, vocab, False
     )
-    check_same_data(saved, text.corpus.sha256)
+    check_same_data(saved, text.sha256)
     val = text.val.long()  # (N,)
     if not 0 <= options.start < len(val) - 1:
         raise ValueError(f"--start must be in [0, {len(val) - 2}], got {options.start}")
