@@ -19,7 +19,13 @@ from collections.abc import Callable
 
 import torch
 
-from rnnlab.bench import SHAPES, build_contenders, step_function, time_interleaved
+from rnnlab.bench import (
+    build_contenders,
+    parse_timing_args,
+    shape_named,
+    step_function,
+    time_interleaved,
+)
 from rnnlab.models import CELLS
 from rnnlab.nn.fused import compiled
 
@@ -42,15 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", action="append", choices=["mnist-rows", "lm-char"])
     parser.add_argument("--cell", action="append", choices=CELLS)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's own")
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
-    args = parser.parse_args()
-    if args.threads < 0:
-        parser.error(f"--threads must be 0 (torch's own) or more, got {args.threads}")
-    if args.rounds < 1:
-        parser.error(f"--rounds must be at least 1, got {args.rounds}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_timing_args(parser, rounds=7)
     if compiled.compiled_loops() is None:
         parser.error("the compiled loops are not built here (no compiler, or RNNLAB_COMPILED=0)")
     print(
@@ -60,7 +58,7 @@ def main() -> None:
     print("cell | shape | pass | compiled ms | loops.py ms | loops.py / compiled")
     for cell in args.cell or CELLS:
         for name in args.shape or ["mnist-rows", "lm-char"]:
-            shape = next(s for s in SHAPES if s.name == name)
+            shape = shape_named(name)
             module = build_contenders(shape, cell)["rnnlab"]
             x = torch.randn(shape.steps, shape.batch, shape.input_size)  # (T, B, I)
             for backward in (False, True):

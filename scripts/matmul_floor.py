@@ -29,6 +29,8 @@ from rnnlab.bench import (
     Shape,
     build_contenders,
     contenders,
+    parse_timing_args,
+    shape_named,
     step_function,
     time_interleaved,
 )
@@ -72,16 +74,8 @@ def main() -> None:
     names = [s.name for s in SHAPES if not s.packed]
     parser.add_argument("--shape", default="mnist-rows", choices=names, help="a bench shape")
     parser.add_argument("--cell", default="rnn", choices=CELLS, help="the recurrent cell")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's own")
-    parser.add_argument("--rounds", type=int, default=9, help="interleaved timing rounds")
-    args = parser.parse_args()
-    if args.threads < 0:
-        parser.error(f"--threads must be 0 (torch's own) or more, got {args.threads}")
-    if args.rounds < 1:
-        parser.error(f"--rounds must be at least 1, got {args.rounds}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    shape = next(s for s in SHAPES if s.name == args.shape)
+    args = parse_timing_args(parser, rounds=9)
+    shape = shape_named(args.shape)
     print(
         f"{shape}, {args.cell}\ntorch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"CPU capability {torch.backends.cpu.get_cpu_capability()}"

@@ -13,6 +13,7 @@ both ways, oneDNN on ("torch") and off ("torch native"), and names the path that
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import statistics
 import time
@@ -68,6 +69,26 @@ SHAPES = (
         "langid-words", batch=64, steps=16, input_size=64, hidden_size=256, layers=1, packed=True
     ),
 )
+
+
+def shape_named(name: str) -> Shape:
+    """The bench shape called `name` (one of SHAPES)."""
+    return next(s for s in SHAPES if s.name == name)
+
+
+def parse_timing_args(parser: argparse.ArgumentParser, rounds: int) -> argparse.Namespace:
+    """A timing script's arguments: `parser`'s own and --threads (0: torch's own) and --rounds
+    (default `rounds`), a bad value one line and status 2; torch's threads set as asked."""
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's own")
+    parser.add_argument("--rounds", type=int, default=rounds, help="interleaved timing rounds")
+    args = parser.parse_args()
+    if args.threads < 0:
+        parser.error(f"--threads must be 0 (torch's own) or more, got {args.threads}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args
 
 
 def contenders(cell: str) -> tuple[str, ...]:
